@@ -1,0 +1,1 @@
+"""Qt widgets: the only package of napari-m1 that imports qtpy."""

@@ -1,0 +1,211 @@
+"""Dock widget "M1 case": open a case folder or the sample, list its layers, orientation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._viewer import (
+    OrientationController,
+    add_case_layers,
+    hemisphere_at_world,
+    m1_layers,
+    reference_layer,
+    world_to_ras_in_viewer,
+)
+from ..errors import M1Error
+from ..io import METADATA_KEY, Case, load_case
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["CaseWidget"]
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("Layer", "Kind", "Grid", "Voxel (mm)", "TE (ms)")
+
+
+class CaseWidget(QWidget):
+    """Open a 7T M1 case and control its display.
+
+    Signals
+    -------
+    case_loaded(str)
+        Emitted with the case label after a case's layers were added.
+    load_failed(str)
+        Emitted with the one-line error message when a case could not be opened.
+    """
+
+    case_loaded = Signal(str)
+    load_failed = Signal(str)
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.orientation = OrientationController(napari_viewer)
+        self._worker: Any = None
+
+        self.open_button = QPushButton("Open case folder…")
+        self.sample_button = QPushButton("Open sample")
+        self.sample_group = QComboBox()
+        self.sample_group.addItems(["control", "als"])
+        self.sample_group.setToolTip("Synthetic 7T M1 phantom: healthy control or ALS")
+        self.case_label = QLabel("No case open")
+        self.case_label.setWordWrap(True)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.radiological = QCheckBox("Radiological view (patient's left on screen right)")
+        self.radiological.setChecked(True)
+        self.cursor_label = QLabel("")
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+
+        row = QHBoxLayout()
+        row.addWidget(self.sample_button)
+        row.addWidget(self.sample_group)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.open_button)
+        lay.addLayout(row)
+        lay.addWidget(self.case_label)
+        lay.addWidget(self.table)
+        lay.addWidget(self.radiological)
+        lay.addWidget(self.cursor_label)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+
+        self.open_button.clicked.connect(self._on_open_clicked)
+        self.sample_button.clicked.connect(self._on_sample_clicked)
+        self.radiological.toggled.connect(self._on_radiological_toggled)
+        self.viewer.layers.events.inserted.connect(self._refresh_table)
+        self.viewer.layers.events.removed.connect(self._refresh_table)
+        self.viewer.cursor.events.position.connect(self._on_cursor)
+        self._refresh_table()
+
+    # ------------------------------------------------------------------ actions
+    def open_case(
+        self, folder: str | Path | None = None, *, block: bool = False, ask_path: bool = True
+    ) -> None:
+        """Load a case folder and add its layers; a dialog asks for it when ``folder`` is None.
+
+        ``block=True`` loads in the calling thread (tests, scripts); otherwise the
+        loading runs in a worker thread and the layers are added when it finishes.
+        """
+        if folder is None:
+            if not ask_path:
+                return
+            folder = QFileDialog.getExistingDirectory(self, "Open a 7T M1 case folder")
+            if not folder:
+                return
+        self._start(lambda: load_case(folder), block=block)
+
+    def open_sample(self, group: str | None = None, *, block: bool = False) -> None:
+        """Open the synthetic phantom (writing it to the per-user sample cache once)."""
+        from .._sample_data import phantom_case_dir
+
+        g = group or self.sample_group.currentText()
+        self._start(lambda: load_case(phantom_case_dir(g)), block=block)
+
+    def _start(self, job: Any, *, block: bool) -> None:
+        self.status.setText("Loading…")
+        self.open_button.setEnabled(False)
+        self.sample_button.setEnabled(False)
+        if block:
+            try:
+                case = job()
+            except M1Error as exc:
+                self._on_failed(exc)
+                return
+            self._on_loaded(case)
+            return
+        from napari.qt.threading import create_worker
+
+        self._worker = create_worker(job)
+        self._worker.returned.connect(self._on_loaded)
+        self._worker.errored.connect(self._on_failed)
+        self._worker.start()
+
+    # ------------------------------------------------------------------ handlers
+    def _on_loaded(self, case: Case) -> None:
+        self._enable()
+        add_case_layers(self.viewer, case)
+        self.orientation.apply()
+        self.case_label.setText(f"Case: {case.files.label}")
+        self.status.setText("")
+        from napari.utils.notifications import show_warning
+
+        for w in case.warnings:
+            show_warning(w)
+        self.case_loaded.emit(case.files.label)
+
+    def _on_failed(self, exc: BaseException) -> None:
+        self._enable()
+        msg = str(exc) if isinstance(exc, M1Error) else f"{type(exc).__name__}: {exc}"
+        msg = msg.splitlines()[0] if msg else type(exc).__name__
+        self.status.setText(f"<span style='color:#e55'>Could not open: {msg}</span>")
+        from napari.utils.notifications import show_error
+
+        show_error(msg)
+        self.load_failed.emit(msg)
+
+    def _enable(self) -> None:
+        self.open_button.setEnabled(True)
+        self.sample_button.setEnabled(True)
+
+    def _on_open_clicked(self) -> None:
+        self.open_case()
+
+    def _on_sample_clicked(self) -> None:
+        self.open_sample()
+
+    def _on_radiological_toggled(self, checked: bool) -> None:
+        self.orientation.radiological = checked
+
+    def _on_cursor(self, event: Any = None) -> None:
+        ref = reference_layer(self.viewer)
+        if ref is None:
+            self.cursor_label.setText("")
+            return
+        pos = self.viewer.cursor.position
+        ras = world_to_ras_in_viewer(ref, pos)
+        hemi = hemisphere_at_world(self.viewer, pos)
+        self.cursor_label.setText(
+            f"Cursor RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm · hemisphere {hemi}"
+        )
+
+    def _refresh_table(self, event: Any = None) -> None:
+        layers = m1_layers(self.viewer)
+        self.table.setRowCount(len(layers))
+        for r, ly in enumerate(layers):
+            md = ly.metadata[METADATA_KEY]
+            te = md.get("echo_times_ms")
+            vals = (
+                ly.name,
+                md.get("kind", ""),
+                "resampled" if md.get("resampled") else "native",
+                " × ".join(f"{v:.3g}" for v in md.get("voxel_size_mm", [])),
+                ", ".join(f"{t:g}" for t in te) if te else "",
+            )
+            for c, v in enumerate(vals):
+                item = QTableWidgetItem(str(v))
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                self.table.setItem(r, c, item)

@@ -1,0 +1,201 @@
+"""The one adapter between napari-m1 and a napari viewer (no Qt).
+
+* :func:`add_case_layers` puts a loaded case into a viewer.
+* :class:`OrientationController` keeps the radiological/neurological camera
+  orientation and the anatomical letters on the canvas edges in step with the view.
+* :func:`reference_layer` and :func:`world_to_ras_in_viewer` let other code turn a
+  world point into scanner RAS mm and a hemisphere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .geometry import conventional_orientation, edge_letters, hemisphere, world_to_ras
+from .io import METADATA_KEY, Case
+
+__all__ = [
+    "OrientationController",
+    "add_case_layers",
+    "hemisphere_at_world",
+    "m1_layers",
+    "reference_layer",
+    "world_to_ras_in_viewer",
+]
+
+log = logging.getLogger(__name__)
+
+LETTER_KEYS = {
+    "top": "top_center",
+    "bottom": "bottom_center",
+    "left": "middle_left",
+    "right": "middle_right",
+}
+
+
+def m1_layers(viewer: Any) -> list[Any]:
+    """Layers that carry napari-m1 geometry metadata, in layer-list order."""
+    return [ly for ly in viewer.layers if METADATA_KEY in getattr(ly, "metadata", {})]
+
+
+def reference_layer(viewer: Any) -> Any | None:
+    """The display reference: the first GRE layer, else the first napari-m1 layer."""
+    layers = m1_layers(viewer)
+    for ly in layers:
+        if ly.metadata[METADATA_KEY].get("kind") == "gre":
+            return ly
+    return layers[0] if layers else None
+
+
+def world_to_ras_in_viewer(layer: Any, world: Sequence[float]) -> np.ndarray:
+    """Scanner RAS mm ``(x, y, z)`` of a napari world point, through ``layer``'s geometry."""
+    md = layer.metadata[METADATA_KEY]
+    return world_to_ras(world, np.asarray(md["ras_affine"]), layer.scale, layer.translate)
+
+
+def hemisphere_at_world(viewer: Any, world: Sequence[float]) -> str | None:
+    """``'L'``, ``'R'`` (or ``'M'`` on the midline) of a world point; None without a case."""
+    ref = reference_layer(viewer)
+    if ref is None:
+        return None
+    return hemisphere(world_to_ras_in_viewer(ref, world))
+
+
+def add_case_layers(viewer: Any, case: Case) -> list[Any]:
+    """Add every layer of ``case`` to ``viewer`` and show the middle axial slice.
+
+    Returns the new layers (GRE first).
+    """
+    from ._reader import case_layer_data
+
+    added = []
+    for data, kwargs, _ in case_layer_data(case):
+        added.append(viewer.add_image(data, **kwargs))
+    ref = added[0]
+    viewer.reset_view()
+    slice_axis = viewer.dims.ndim - 3  # first spatial world axis (S/I)
+    middle = ref.translate[-3] + ref.scale[-3] * (ref.data.shape[-3] // 2)
+    viewer.dims.set_point(slice_axis, middle)
+    return added
+
+
+class OrientationController:
+    """Radiological/neurological display and anatomical letters for one viewer.
+
+    The camera's 2D orientation (napari >= 0.6 ``camera.orientation2d``) is set from
+    the reference layer's ``ras_affine`` whenever the displayed axes change, so the
+    usual reading view holds for axial, coronal and sagittal slicing. The letters are
+    four napari canvas text overlays; they follow any later change of the camera
+    orientation too, so they never lie.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    radiological : bool
+        Patient's left on the screen's right (default, as in radiology).
+    """
+
+    def __init__(self, viewer: Any, *, radiological: bool = True) -> None:
+        self.viewer = viewer
+        self._radiological = radiological
+        self._overlays: dict[str, Any] = {}
+        self._make_overlays()
+        viewer.dims.events.order.connect(self._on_view_changed)
+        viewer.dims.events.ndisplay.connect(self._on_view_changed)
+        viewer.layers.events.inserted.connect(self._on_view_changed)
+        viewer.layers.events.removed.connect(self._on_view_changed)
+        viewer.camera.events.orientation.connect(self._on_camera_orientation)
+        self.apply()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def radiological(self) -> bool:
+        """True: patient's left on the screen's right."""
+        return self._radiological
+
+    @radiological.setter
+    def radiological(self, value: bool) -> None:
+        self._radiological = bool(value)
+        self.apply()
+
+    def disconnect(self) -> None:
+        """Stop following the viewer and remove the letters."""
+        for ev, cb in (
+            (self.viewer.dims.events.order, self._on_view_changed),
+            (self.viewer.dims.events.ndisplay, self._on_view_changed),
+            (self.viewer.layers.events.inserted, self._on_view_changed),
+            (self.viewer.layers.events.removed, self._on_view_changed),
+            (self.viewer.camera.events.orientation, self._on_camera_orientation),
+        ):
+            ev.disconnect(cb)
+        for key in list(self._overlays):
+            self.viewer.canvas.overlays.pop(f"m1_{key}", None)
+        self._overlays.clear()
+
+    # ------------------------------------------------------------------ internals
+    def _make_overlays(self) -> None:
+        from napari.components.overlays import TextOverlay
+
+        for key, pos in LETTER_KEYS.items():
+            ov = TextOverlay(
+                text="", position=pos, visible=False, font_size=16, color="yellow", box=False
+            )
+            self.viewer.canvas.overlays[f"m1_{key}"] = ov
+            self._overlays[key] = ov
+
+    def _spatial_displayed(self) -> tuple[Any, tuple[int, int]] | None:
+        ref = reference_layer(self.viewer)
+        if ref is None or self.viewer.dims.ndisplay != 2:
+            return None
+        ndim = self.viewer.dims.ndim
+        shift = ndim - 3  # world axes before the three spatial ones (e.g. echo)
+        disp = tuple(int(d) - shift for d in self.viewer.dims.displayed)
+        if any(d < 0 or d > 2 for d in disp):
+            return None
+        return ref, disp  # type: ignore[return-value]
+
+    def apply(self) -> None:
+        """Set the camera orientation for the current view and refresh the letters."""
+        found = self._spatial_displayed()
+        if found is None:
+            self._set_letters(None)
+            return
+        ref, disp = found
+        ras = np.asarray(ref.metadata[METADATA_KEY]["ras_affine"])
+        vertical, horizontal = conventional_orientation(ras, disp, radiological=self._radiological)
+        cam = self.viewer.camera
+        if tuple(map(str, cam.orientation2d)) != (vertical, horizontal):
+            cam.orientation2d = (vertical, horizontal)  # emits -> _on_camera_orientation
+        else:
+            self._refresh_letters()
+
+    def letters(self) -> dict[str, str] | None:
+        """The letters now shown at the top/bottom/left/right edges (None when hidden)."""
+        found = self._spatial_displayed()
+        if found is None:
+            return None
+        ref, disp = found
+        ras = np.asarray(ref.metadata[METADATA_KEY]["ras_affine"])
+        v, h = (str(o) for o in self.viewer.camera.orientation2d)
+        return edge_letters(ras, disp, v, h)
+
+    def _refresh_letters(self) -> None:
+        self._set_letters(self.letters())
+
+    def _set_letters(self, letters: dict[str, str] | None) -> None:
+        for key, ov in self._overlays.items():
+            if letters is None:
+                ov.visible = False
+            else:
+                ov.text = letters[key]
+                ov.visible = True
+
+    def _on_view_changed(self, event: Any = None) -> None:
+        self.apply()
+
+    def _on_camera_orientation(self, event: Any = None) -> None:
+        self._refresh_letters()

@@ -1,0 +1,401 @@
+"""Case folders: find the GRE, phase, QSM and MRSI files, load them on one display grid.
+
+A *case* is one scan session of one person. The first GRE magnitude is the
+reference grid: every other map is placed in its world exactly (when its grid is
+axis-aligned with the reference) or resampled onto it (when rotated). Accepted
+layouts are documented in ``docs/case-folders.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import M1LoadError
+from ..geometry import (
+    DisplayPlacement,
+    placement_on_reference,
+    reference_placement,
+)
+from ._nifti import Volume, is_nifti_path, load_multi_echo, metabolite_name
+
+__all__ = [
+    "Case",
+    "CaseFiles",
+    "find_case_files",
+    "is_case_folder",
+    "load_case",
+    "resample_onto",
+]
+
+log = logging.getLogger(__name__)
+
+CASE_JSON = "case.json"
+_ECHO_RE = re.compile(r"(?:^|_)echo-(\d+)(?:_|$)", re.I)
+_FSL_MRS_PREFERENCE = ("internal", "molarity", "molality", "raw")
+_MAX_DEPTH = 3
+
+
+@dataclass
+class CaseFiles:
+    """The files that make up a case, in load order.
+
+    Attributes
+    ----------
+    folder : Path
+    label : str
+        Short case label (``sub-<label>`` entity, ``case.json`` label, or folder name).
+    gre : list of Path
+        GRE magnitude: one 4D file or one 3D file per echo, in echo order.
+    phase : list of Path
+        GRE phase, same convention; may be empty.
+    qsm : Path or None
+    mrsi : dict of str -> Path
+        Metabolite or ratio name -> map.
+    echo_times_ms : list of float or None
+        From ``case.json``; overrides sidecars.
+    """
+
+    folder: Path
+    label: str
+    gre: list[Path]
+    phase: list[Path] = field(default_factory=list)
+    qsm: Path | None = None
+    mrsi: dict[str, Path] = field(default_factory=dict)
+    echo_times_ms: list[float] | None = None
+
+
+def _nifti_files(folder: Path) -> list[Path]:
+    out: list[Path] = []
+    base_depth = len(folder.parts)
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if len(Path(root).parts) - base_depth >= _MAX_DEPTH:
+            dirs[:] = []
+        out.extend(Path(root) / f for f in sorted(files) if is_nifti_path(f) and f[0] != ".")
+    return out
+
+
+def _echo_number(p: Path) -> int:
+    m = _ECHO_RE.search(p.name.split(".")[0])
+    return int(m.group(1)) if m else 0
+
+
+def _from_case_json(folder: Path) -> CaseFiles:
+    cj = folder / CASE_JSON
+    try:
+        spec = json.loads(cj.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise M1LoadError(f"{CASE_JSON}: malformed ({str(exc).splitlines()[0]})") from None
+    if not isinstance(spec, dict):
+        raise M1LoadError(f"{CASE_JSON}: must hold a JSON object")
+
+    def files(key: str) -> list[Path]:
+        val = spec.get(key, [])
+        vals = [val] if isinstance(val, str) else val
+        if not isinstance(vals, list) or not all(isinstance(v, str) for v in vals):
+            raise M1LoadError(f"{CASE_JSON}: '{key}' must be a file name or a list of them")
+        return [_case_json_file(folder, v, key) for v in vals]
+
+    mrsi_spec = spec.get("mrsi", {})
+    if not isinstance(mrsi_spec, dict):
+        raise M1LoadError(f"{CASE_JSON}: 'mrsi' must map metabolite names to files")
+    mrsi = {}
+    for met, v in mrsi_spec.items():
+        if not isinstance(v, str):
+            raise M1LoadError(f"{CASE_JSON}: 'mrsi.{met}' must be a file name")
+        mrsi[str(met)] = _case_json_file(folder, v, f"mrsi.{met}")
+    qsm = files("qsm")
+    if len(qsm) > 1:
+        raise M1LoadError(f"{CASE_JSON}: 'qsm' must name one file")
+    tes = spec.get("echo_times_ms")
+    if tes is not None and (
+        not isinstance(tes, list) or not all(isinstance(t, (int, float)) for t in tes)
+    ):
+        raise M1LoadError(f"{CASE_JSON}: 'echo_times_ms' must be a list of numbers")
+    label = spec.get("label", folder.name)
+    return CaseFiles(
+        folder=folder,
+        label=str(label),
+        gre=files("gre"),
+        phase=files("phase"),
+        qsm=qsm[0] if qsm else None,
+        mrsi=mrsi,
+        echo_times_ms=[float(t) for t in tes] if tes else None,
+    )
+
+
+def _case_json_file(folder: Path, rel: str, key: str) -> Path:
+    """One file named in case.json, relative to the folder; checked to exist."""
+    if Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise M1LoadError(f"{CASE_JSON}: '{key}' entry {rel!r} must be relative to the folder")
+    p = folder / rel
+    if not p.is_file():
+        raise M1LoadError(f"{CASE_JSON}: '{key}' file {rel!r} not found")
+    return p
+
+
+def _from_names(folder: Path) -> CaseFiles:
+    niftis = _nifti_files(folder)
+    low = {p: p.name.lower() for p in niftis}
+    mag = [p for p in niftis if "part-mag" in low[p]]
+    if not mag:
+        mag = [p for p in niftis if "megre" in low[p] and "part-phase" not in low[p]]
+    mag.sort(key=_echo_number)
+    phase = sorted((p for p in niftis if "part-phase" in low[p]), key=_echo_number)
+    qsm = [p for p in niftis if re.search(r"(_chimap|_qsm)\.nii", low[p])]
+    mrsi: dict[str, Path] = {}
+    for p in niftis:
+        met = metabolite_name(p)
+        if met:
+            if met in mrsi:
+                raise M1LoadError(f"two files for metabolite {met}: {mrsi[met].name}, {p.name}")
+            mrsi[met] = p
+    # FSL-MRS fsl_mrsi output: concs/<scaling>/<METAB>.nii.gz
+    concs = folder / "concs"
+    if concs.is_dir():
+        for sub in _FSL_MRS_PREFERENCE:
+            d = concs / sub
+            if d.is_dir():
+                for p in sorted(d.iterdir()):
+                    if is_nifti_path(p):
+                        mrsi.setdefault(p.name.split(".")[0], p)
+                break
+    if len(qsm) > 1:
+        raise M1LoadError(f"more than one QSM map: {', '.join(p.name for p in qsm)}")
+    subs = {m.group(1) for p in mag if (m := re.match(r"sub-([A-Za-z0-9]+)", p.name))}
+    label = subs.pop() if len(subs) == 1 else folder.name
+    return CaseFiles(folder, label, mag, phase, qsm[0] if qsm else None, mrsi)
+
+
+def find_case_files(folder: str | os.PathLike[str]) -> CaseFiles:
+    """Discover a case's files (``case.json`` first, else BIDS-like names).
+
+    Raises
+    ------
+    M1LoadError
+        Not a folder, malformed case.json, duplicate maps, or no GRE magnitude.
+    """
+    f = Path(folder)
+    if not f.is_dir():
+        raise M1LoadError(f"{f.name}: not a folder")
+    files = _from_case_json(f) if (f / CASE_JSON).is_file() else _from_names(f)
+    if not files.gre:
+        raise M1LoadError(
+            f"{f.name}: no GRE magnitude found (expected *_part-mag_*.nii[.gz], *_MEGRE.nii[.gz] "
+            f"or a case.json)"
+        )
+    if files.phase and len(files.phase) != len(files.gre):
+        raise M1LoadError(
+            f"{f.name}: {len(files.phase)} phase file(s) for {len(files.gre)} magnitude file(s)"
+        )
+    return files
+
+
+def is_case_folder(folder: str | os.PathLike[str]) -> bool:
+    """Cheap check for the npe2 reader: a folder with case.json or a GRE magnitude name."""
+    f = Path(folder)
+    if not f.is_dir():
+        return False
+    if (f / CASE_JSON).is_file():
+        return True
+    return any(
+        ("part-mag" in p.name.lower() or "megre" in p.name.lower()) for p in _nifti_files(f)
+    )
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+def resample_onto(
+    data: np.ndarray,
+    ras_affine: NDArray[np.float64],
+    ref_ras_affine: NDArray[np.float64],
+    ref_shape: tuple[int, int, int],
+    *,
+    order: int,
+) -> np.ndarray:
+    """Resample a 3D map onto the reference grid (NaN outside the map).
+
+    Parameters
+    ----------
+    data : (m0, m1, m2) array
+        The map in canonical napari order.
+    ras_affine, ref_ras_affine : (4, 4)
+        napari index -> RAS mm of the map and of the reference.
+    ref_shape : (n0, n1, n2)
+        Reference spatial shape.
+    order : int
+        0 nearest neighbour (MRSI blocks), 1 linear.
+
+    Returns
+    -------
+    float32 array of ``ref_shape``. Works slice by slice along axis 0 to bound memory.
+    """
+    from scipy.ndimage import map_coordinates
+
+    rel = np.linalg.inv(ras_affine) @ ref_ras_affine  # reference index -> map index
+    src = np.asarray(data, dtype=np.float32)
+    out = np.empty(ref_shape, dtype=np.float32)
+    n1, n2 = ref_shape[1], ref_shape[2]
+    jj, kk = np.meshgrid(np.arange(n1, dtype=float), np.arange(n2, dtype=float), indexing="ij")
+    plane = np.stack([np.zeros_like(jj), jj, kk], axis=0).reshape(3, -1)
+    lim = np.asarray(src.shape, dtype=float)[:, None]
+    for i in range(ref_shape[0]):
+        plane[0] = i
+        coords = rel[:3, :3] @ plane + rel[:3, 3:4]
+        vals = map_coordinates(src, coords, order=order, mode="nearest", prefilter=False)
+        outside = np.any((coords < -0.5) | (coords > lim - 0.5), axis=0)
+        vals[outside] = np.nan
+        out[i] = vals.reshape(n1, n2)
+    return out
+
+
+def _overlaps(
+    shape: tuple[int, ...],
+    ras_affine: NDArray[np.float64],
+    ref_shape: tuple[int, ...],
+    ref_ras_affine: NDArray[np.float64],
+) -> bool:
+    corners = np.array(np.meshgrid(*[(-0.5, s - 0.5) for s in shape], indexing="ij")).reshape(
+        3, -1
+    )
+    rel = np.linalg.inv(ref_ras_affine) @ ras_affine
+    c = rel[:3, :3] @ corners + rel[:3, 3:4]
+    lo, hi = c.min(axis=1), c.max(axis=1)
+    ref_hi = np.asarray(ref_shape, float) - 0.5
+    return bool(np.all(hi > -0.5) and np.all(lo < ref_hi))
+
+
+# --------------------------------------------------------------------------- the case
+
+
+@dataclass
+class Case:
+    """A loaded case: volumes on one display grid.
+
+    Attributes
+    ----------
+    files : CaseFiles
+    volumes : list of Volume
+        GRE magnitude first (the reference), then phase, QSM, MRSI maps.
+    placements : list of DisplayPlacement
+        One per volume, in the reference's world.
+    """
+
+    files: CaseFiles
+    volumes: list[Volume]
+    placements: list[DisplayPlacement]
+
+    @property
+    def reference(self) -> Volume:
+        """The reference volume (first GRE magnitude)."""
+        return self.volumes[0]
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every volume's warnings, in order."""
+        return [w for v in self.volumes for w in v.warnings]
+
+
+def place_on_reference(vols: list[Volume]) -> list[DisplayPlacement]:
+    """Place every volume in the first one's world; resample rotated grids in place.
+
+    Raises
+    ------
+    M1LoadError
+        A map does not overlap the reference grid at all.
+    """
+    ref = vols[0]
+    ref_place = reference_placement(ref.ras_affine, ref.spatial_shape)
+    places = [ref_place]
+    for v in vols[1:]:
+        if not _overlaps(v.spatial_shape, v.ras_affine, ref.spatial_shape, ref.ras_affine):
+            raise M1LoadError(f"{v.name}: does not overlap the GRE reference volume at all")
+        pl = placement_on_reference(v.ras_affine, ref.ras_affine, ref_place)
+        if pl.resample_to_reference:
+            order = 0 if v.kind == "mrsi" else 1
+            how = "nearest-neighbour" if order == 0 else "linear"
+            if v.data.ndim == 4:
+                v.data = np.stack(
+                    [
+                        resample_onto(
+                            e, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
+                        )
+                        for e in v.data
+                    ]
+                )
+            else:
+                v.data = resample_onto(
+                    v.data, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
+                )
+            v.extra["resampled"] = {"order": order, "from_ras_affine": v.ras_affine.tolist()}
+            v.ras_affine = ref.ras_affine.copy()
+            v.warnings.append(
+                f"{v.name}: grid is rotated relative to the GRE; resampled onto the GRE grid "
+                f"({how})"
+            )
+        places.append(pl)
+    return places
+
+
+def load_case(folder: str | os.PathLike[str], *, kinds: tuple[str, ...] | None = None) -> Case:
+    """Load every map of a case folder; all or nothing.
+
+    Parameters
+    ----------
+    folder : path
+        A case folder (see :func:`find_case_files`).
+    kinds : tuple of str, optional
+        Restrict to these kinds (``gre`` is always loaded).
+
+    Raises
+    ------
+    M1LoadError
+        Anything that makes the case unusable; nothing is returned half-loaded.
+    """
+    files = find_case_files(folder)
+    want = set(kinds or ("gre", "phase", "qsm", "mrsi")) | {"gre"}
+    vols: list[Volume] = [
+        load_multi_echo(files.gre, kind="gre", echo_times_ms=files.echo_times_ms)
+    ]
+    if files.phase and "phase" in want:
+        vols.append(load_multi_echo(files.phase, kind="phase", echo_times_ms=files.echo_times_ms))
+    if files.qsm is not None and "qsm" in want:
+        vols.append(load_multi_echo([files.qsm], kind="qsm"))
+    if "mrsi" in want:
+        for met, p in files.mrsi.items():
+            vols.append(load_multi_echo([p], kind="mrsi", name=f"MRSI {met}"))
+            vols[-1].extra["metabolite"] = met
+    for v in vols[1:]:
+        if v.kind in ("qsm", "mrsi") and v.data.ndim != 3:
+            raise M1LoadError(f"{v.name}: must be a 3D map, got shape {v.data.shape}")
+    placements = place_on_reference(vols)
+    return Case(files, vols, placements)
+
+
+def case_summary(case: Case) -> list[dict[str, Any]]:
+    """One row per layer: name, kind, shape, voxel size, placement (for the widget and CSV)."""
+    rows = []
+    for v, p in zip(case.volumes, case.placements, strict=True):
+        rows.append(
+            {
+                "layer": v.name,
+                "kind": v.kind,
+                "n_echoes": v.n_echoes,
+                "shape": "x".join(map(str, v.spatial_shape)),
+                "voxel_mm": "x".join(f"{s:.3g}" for s in v.voxel_size_mm),
+                "grid": "resampled"
+                if p.resample_to_reference
+                else ("reference" if v is case.reference else "own grid, aligned"),
+            }
+        )
+    return rows
