@@ -169,11 +169,35 @@ def _from_names(folder: Path) -> CaseFiles:
                     if is_nifti_path(p):
                         mrsi.setdefault(p.name.split(".")[0], p)
                 break
+    mrsi = dict(sorted(mrsi.items(), key=lambda kv: _metabolite_rank(kv[0])))
     if len(qsm) > 1:
         raise M1LoadError(f"more than one QSM map: {', '.join(p.name for p in qsm)}")
     subs = {m.group(1) for p in mag if (m := re.match(r"sub-([A-Za-z0-9]+)", p.name))}
     label = subs.pop() if len(subs) == 1 else folder.name
     return CaseFiles(folder, label, mag, phase, qsm[0] if qsm else None, mrsi)
+
+
+_MET_ORDER = (
+    "naa",
+    "tnaa",
+    "naa+naag",
+    "cr",
+    "tcr",
+    "cr+pcr",
+    "cho",
+    "tcho",
+    "gpc+pch",
+    "glx",
+    "glu",
+    "gln",
+    "ins",
+    "mi",
+)
+
+
+def _metabolite_rank(name: str) -> tuple[int, str]:
+    low = name.lower()
+    return (_MET_ORDER.index(low) if low in _MET_ORDER else len(_MET_ORDER), low)
 
 
 def find_case_files(folder: str | os.PathLike[str]) -> CaseFiles:

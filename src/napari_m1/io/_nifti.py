@@ -228,7 +228,7 @@ def _spatial_checks(img: Any, name: str) -> tuple[tuple[int, ...], NDArray[np.fl
         )
     if dtype.fields is not None or dtype.kind not in "biuf":
         raise M1LoadError(f"{name}: unsupported data type {dtype} (RGB or structured)")
-    pixdim = np.asarray(img.header["pixdim"], dtype=float)[1:4]
+    pixdim = _raw_pixdim(img)
     if np.any(~np.isfinite(pixdim)) or np.any(pixdim <= 0):
         raise M1LoadError(
             f"{name}: voxel sizes must be positive, header says {pixdim.round(4).tolist()} mm"
@@ -238,6 +238,19 @@ def _spatial_checks(img: Any, name: str) -> tuple[tuple[int, ...], NDArray[np.fl
     except ValueError as exc:
         raise M1LoadError(str(exc)) from None
     return shape, aff
+
+
+def _raw_pixdim(img: Any) -> NDArray[np.float64]:
+    """pixdim[1:4] as written in the file (nibabel silently takes abs() on load)."""
+    from nibabel.openers import ImageOpener
+
+    fname = img.get_filename()
+    try:
+        with ImageOpener(fname, "rb") as fobj:
+            raw = type(img.header).from_fileobj(fobj, check=False)
+        return np.asarray(raw["pixdim"], dtype=float)[1:4]
+    except Exception:  # the header was already read once; fall back to nibabel's view
+        return np.asarray(img.header["pixdim"], dtype=float)[1:4]
 
 
 def _scaling(img: Any) -> tuple[float, float]:
@@ -280,6 +293,10 @@ def _read_raw_into(img: Any, path: Path, out: np.ndarray) -> None:
                 if not n:
                     break
                 got += n
+            # Reading to the end of a gzip stream verifies its CRC: corrupt data that
+            # still inflates is caught here. A valid file has nothing left to read.
+            while got == want and fobj.read(1 << 20):
+                pass
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise M1LoadError(f"{name}: truncated or corrupt data ({reason})") from None
@@ -370,7 +387,9 @@ def load_multi_echo(
     if not ps:
         raise M1LoadError("no files given")
     imgs = [_load_header(p) for p in ps]
-    shapes, affs = zip(*(_spatial_checks(im, p.name) for im, p in zip(imgs, ps)), strict=True)
+    checked = [_spatial_checks(im, p.name) for im, p in zip(imgs, ps, strict=True)]
+    shapes = [c[0] for c in checked]
+    affs = [c[1] for c in checked]
     if len(ps) > 1:
         for p, s, a in zip(ps[1:], shapes[1:], affs[1:], strict=True):
             if len(s) != 3:
