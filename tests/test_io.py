@@ -10,8 +10,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import make_nifti
 
+from conftest import make_nifti
 from napari_m1._reader import get_case_reader, get_nifti_reader, read_case, read_nifti
 from napari_m1.errors import M1LoadError
 from napari_m1.io import (
@@ -151,7 +151,7 @@ def test_bids_case_folder_loads_every_map(tmp_path):
 def test_layer_metadata_carries_ras_affine_and_kind(tmp_path):
     _bids_case(tmp_path)
     layers = read_case(tmp_path)
-    for data, kw, typ in layers:
+    for _data, kw, typ in layers:
         md = kw["metadata"][METADATA_KEY]
         assert typ == "image"
         assert md["kind"] in {"gre", "phase", "qsm", "mrsi"}
@@ -161,7 +161,7 @@ def test_layer_metadata_carries_ras_affine_and_kind(tmp_path):
         idx = np.array([1.0, 2.0, 3.0])
         world = np.asarray(kw["scale"][-3:]) * idx + np.asarray(kw["translate"][-3:])
         np.testing.assert_allclose(world[::-1], (ras @ np.r_[idx, 1.0])[:3], atol=1e-9)
-    qsm = [kw for _, kw, _ in layers if kw["metadata"][METADATA_KEY]["kind"] == "qsm"][0]
+    qsm = next(kw for _, kw, _ in layers if kw["metadata"][METADATA_KEY]["kind"] == "qsm")
     lo, hi = qsm["contrast_limits"]
     assert lo == pytest.approx(-hi) and hi > 0
 
@@ -238,6 +238,13 @@ def test_bad_case_json(tmp_path, content, match):
         load_case(tmp_path)
 
 
+def test_two_subjects_in_one_folder(tmp_path):
+    _bids_case(tmp_path, phase=False, qsm=False, mrsi=False)
+    make_nifti(tmp_path / "sub-y_echo-1_part-mag_MEGRE.nii.gz", np.ones((4, 4, 4), np.float32))
+    with pytest.raises(M1LoadError, match="2 subjects"):
+        find_case_files(tmp_path)
+
+
 def test_case_folder_without_gre(tmp_path):
     make_nifti(tmp_path / "sub-x_Chimap.nii.gz", np.zeros((4, 4, 4), np.float32))
     with pytest.raises(M1LoadError, match="no GRE magnitude"):
@@ -276,8 +283,10 @@ def test_not_a_nifti(tmp_path):
     p.write_text("this is not an image\n" * 40)
     with pytest.raises(M1LoadError, match=r"^notes\.nii: not a readable NIfTI"):
         load_nifti(p)
-    with pytest.raises(M1LoadError, match="expected .nii or .nii.gz"):
-        load_nifti(tmp_path / "x.png") if (tmp_path / "x.png").write_text("x") else None
+    png = tmp_path / "x.png"
+    png.write_text("x")
+    with pytest.raises(M1LoadError, match=r"expected \.nii or \.nii\.gz"):
+        load_nifti(png)
 
 
 def test_truncated_gzip(tmp_path):
@@ -363,7 +372,7 @@ def test_all_nan_loads_with_warning(tmp_path):
 def test_inf_replaced_by_nan_with_warning(tmp_path):
     d = np.ones((4, 4, 4), np.float32)
     d[0, 0, 0], d[1, 1, 1], d[2, 2, 2] = np.inf, -np.inf, np.nan
-    p = make_nifti(tmp_path / "sub-x_Chimap.nii.gz", d, _grid())
+    p = make_nifti(tmp_path / "sub-x_echo-1_part-mag_MEGRE.nii.gz", d, _grid())
     vol = load_nifti(p)
     assert int(np.isnan(vol.data).sum()) == 3 and not np.isinf(vol.data).any()
     assert any("2 infinite" in w for w in vol.warnings)

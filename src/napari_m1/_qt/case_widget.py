@@ -139,7 +139,7 @@ class CaseWidget(QWidget):
             return
         from napari.qt.threading import create_worker
 
-        self._worker = create_worker(job)
+        self._worker = create_worker(job, _ignore_errors=True)
         self._worker.returned.connect(self._on_loaded)
         self._worker.errored.connect(self._on_failed)
         self._worker.start()

@@ -145,6 +145,12 @@ def _case_json_file(folder: Path, rel: str, key: str) -> Path:
 
 def _from_names(folder: Path) -> CaseFiles:
     niftis = _nifti_files(folder)
+    subs = sorted({m.group(1) for p in niftis if (m := re.match(r"sub-([A-Za-z0-9]+)", p.name))})
+    if len(subs) > 1:
+        raise M1LoadError(
+            f"{folder.name}: files of {len(subs)} subjects ({', '.join(subs[:4])}); "
+            "a case folder holds one case"
+        )
     low = {p: p.name.lower() for p in niftis}
     mag = [p for p in niftis if "part-mag" in low[p]]
     if not mag:
@@ -172,8 +178,7 @@ def _from_names(folder: Path) -> CaseFiles:
     mrsi = dict(sorted(mrsi.items(), key=lambda kv: _metabolite_rank(kv[0])))
     if len(qsm) > 1:
         raise M1LoadError(f"more than one QSM map: {', '.join(p.name for p in qsm)}")
-    subs = {m.group(1) for p in mag if (m := re.match(r"sub-([A-Za-z0-9]+)", p.name))}
-    label = subs.pop() if len(subs) == 1 else folder.name
+    label = subs[0] if subs else folder.name
     return CaseFiles(folder, label, mag, phase, qsm[0] if qsm else None, mrsi)
 
 
@@ -406,6 +411,13 @@ def load_case(folder: str | os.PathLike[str], *, kinds: tuple[str, ...] | None =
     return Case(files, vols, placements)
 
 
+def _grid_word(p: DisplayPlacement, ref: DisplayPlacement) -> str:
+    if p.resample_to_reference:
+        return "resampled"
+    same = np.allclose(p.scale, ref.scale) and np.allclose(p.translate, ref.translate, atol=1e-4)
+    return "reference" if same else "own grid, aligned"
+
+
 def case_summary(case: Case) -> list[dict[str, Any]]:
     """One row per layer: name, kind, shape, voxel size, placement (for the widget and CSV)."""
     rows = []
@@ -417,9 +429,7 @@ def case_summary(case: Case) -> list[dict[str, Any]]:
                 "n_echoes": v.n_echoes,
                 "shape": "x".join(map(str, v.spatial_shape)),
                 "voxel_mm": "x".join(f"{s:.3g}" for s in v.voxel_size_mm),
-                "grid": "resampled"
-                if p.resample_to_reference
-                else ("reference" if v is case.reference else "own grid, aligned"),
+                "grid": _grid_word(p, case.placements[0]),
             }
         )
     return rows

@@ -33,9 +33,9 @@ def robust_limits(
     Returns ``(0.0, 1.0)`` when nothing is finite, and widens equal limits slightly
     so napari gets a non-empty range.
     """
-    flat = data.reshape(-1) if data.flags.c_contiguous else np.asarray(data).reshape(-1)
-    step = max(1, flat.size // max_samples)
-    sample = np.asarray(flat[::step], dtype=np.float64)
+    # Strided sub-grid of the (possibly non-contiguous) array: no full-size copy.
+    step = max(1, int(np.ceil((data.size / max_samples) ** (1 / data.ndim))))
+    sample = np.asarray(data[(slice(None, None, step),) * data.ndim], dtype=np.float64).ravel()
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
         return 0.0, 1.0

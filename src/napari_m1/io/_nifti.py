@@ -43,6 +43,7 @@ Kind = Literal["gre", "phase", "qsm", "mrsi", "other"]
 KINDS: tuple[str, ...] = ("gre", "phase", "qsm", "mrsi", "other")
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_CHUNK = 8 << 20  # bytes per read call
 
 
 def is_nifti_path(path: str | os.PathLike[str]) -> bool:
@@ -289,7 +290,9 @@ def _read_raw_into(img: Any, path: Path, out: np.ndarray) -> None:
             got = 0
             mv = memoryview(raw)
             while got < want:
-                n = fobj.readinto(mv[got:])
+                # Bounded chunks: gzip's readinto inflates into a temporary bytes
+                # object of the requested size before copying.
+                n = fobj.readinto(mv[got : got + _CHUNK])
                 if not n:
                     break
                 got += n
@@ -321,13 +324,15 @@ def _canonical(buf: np.ndarray, source_affine: NDArray[np.float64], file_spatial
     return view[sl], ras_affine
 
 
-def _finite_check(data: np.ndarray, name: str, warnings: list[str]) -> None:
+def _finite_check(data: np.ndarray, name: str, warnings: list[str], *, nan_expected: bool) -> int:
     """Warn about NaN/Inf; replace +-Inf by NaN so display and statistics stay sane.
 
     Works slab by slab along the first axis so no full-size mask is allocated.
+    NaN is how QSM and MRSI maps mark voxels outside their mask (``nan_expected``):
+    those are counted, not warned about. Returns the NaN count.
     """
     if data.dtype.kind != "f":
-        return
+        return 0
     n_nan = n_inf = 0
     slabs = data.reshape(-1, *data.shape[-2:]) if data.ndim >= 3 else data[None]
     for slab in slabs:
@@ -340,10 +345,11 @@ def _finite_check(data: np.ndarray, name: str, warnings: list[str]) -> None:
     n_nan -= n_inf
     if n_nan + n_inf == data.size:
         warnings.append(f"{name}: every value is NaN or Inf; the layer will look empty")
-    elif n_nan:
+    elif n_nan and not nan_expected:
         warnings.append(f"{name}: {n_nan} NaN value(s) (shown blank, ignored in statistics)")
     if n_inf:
         warnings.append(f"{name}: {n_inf} infinite value(s) replaced by NaN")
+    return n_nan + n_inf
 
 
 def _default_name(kind: str, path: Path) -> str:
@@ -427,7 +433,7 @@ def load_multi_echo(
             )
     if kind == "mrsi":
         extra["metabolite"] = metabolite_name(first)
-    _finite_check(buf, label, warnings)
+    extra["n_nan"] = _finite_check(buf, label, warnings, nan_expected=kind in ("qsm", "mrsi"))
 
     data, ras_affine = _canonical(buf, affs[0], file_spatial)
 

@@ -1,0 +1,110 @@
+"""Command line: ``napari-m1 {sample,info,demo}``.
+
+Errors a user can fix (bad files, bad folders) print one line
+``napari-m1: error: ...`` and exit with status 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import M1Error
+
+__all__ = ["main"]
+
+log = logging.getLogger("napari_m1")
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .phantom import write_phantom_case
+
+    out = write_phantom_case(
+        args.out_dir,
+        args.group,
+        args.seed,
+        n_slices=args.slices,
+        with_phase=args.phase,
+        force=args.force,
+    )
+    print(f"wrote {args.group} phantom (seed {args.seed}) to {out}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .io import case_summary, load_case
+
+    case = load_case(args.case_dir)
+    for w in case.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    rows = case_summary(case)
+    cols = list(rows[0])
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(headless=args.headless, out_dir=Path(args.out), group=args.group)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the docs and tests)."""
+    p = argparse.ArgumentParser(
+        prog="napari-m1", description="7T motor-cortex (M1) reading tools for napari."
+    )
+    p.add_argument("--version", action="version", version=f"napari-m1 {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sample", help="write the synthetic 7T M1 phantom as a case folder")
+    s.add_argument("out_dir", help="folder to create (must be empty or absent)")
+    s.add_argument("--group", choices=("control", "als"), default="control")
+    s.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    s.add_argument("--slices", type=int, default=60, help="axial slices, even, >= 16")
+    s.add_argument("--phase", action="store_true", help="also write GRE phase images")
+    s.add_argument("--force", action="store_true", help="overwrite a non-empty folder")
+    s.set_defaults(func=_cmd_sample)
+
+    i = sub.add_parser("info", help="load a case folder and list its layers")
+    i.add_argument("case_dir")
+    i.set_defaults(func=_cmd_info)
+
+    d = sub.add_parser("demo", help="napari with the plugin docked and the sample case open")
+    d.add_argument(
+        "--headless",
+        action="store_true",
+        help="scripted session: write a screenshot and a CSV, then exit",
+    )
+    d.add_argument("--out", default="out/demo", help="output folder for --headless")
+    d.add_argument("--group", choices=("control", "als"), default="als")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``napari-m1`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except (M1Error, ValueError, OSError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"napari-m1: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

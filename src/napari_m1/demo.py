@@ -1,0 +1,115 @@
+"""The demo: napari with the "M1 case" dock and the sample phantom loaded.
+
+Headless (``--headless``) it runs a scripted session instead of waiting for the
+user: open the sample through the dock, go to the hand-knob slice, check every
+truth point's hemisphere through the viewer's geometry, and write
+``demo.png`` (the window) and ``demo_layers.csv`` / ``demo_points.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ._atomic import atomic_write_text
+
+__all__ = ["run_demo", "write_csv"]
+
+log = logging.getLogger(__name__)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write dict rows as CSV atomically (header from the first row)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
+
+
+def _process_events(n: int = 5) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    for _ in range(n):
+        QApplication.processEvents()
+
+
+def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
+    """Open napari with the plugin docked and the sample case; see the module docstring.
+
+    Returns the process exit status (non-zero when a scripted check failed).
+    """
+    import napari
+    import numpy as np
+
+    from ._sample_data import phantom_case_dir
+    from ._viewer import hemisphere_at_world, reference_layer, world_to_ras_in_viewer
+    from .geometry import ras_to_world
+    from .io import METADATA_KEY
+
+    viewer = napari.Viewer(title="napari-m1 demo")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-m1", "M1 case")
+    widget.open_sample(group, block=True)
+    truth = json.loads((phantom_case_dir(group) / "truth.json").read_text(encoding="utf-8"))
+    ref = reference_layer(viewer)
+    md = ref.metadata[METADATA_KEY]
+    ras_affine = np.asarray(md["ras_affine"])
+
+    hand = next(r for r in truth["regions"] if r["area"] == "hand" and r["hemisphere"] == "L")
+    world_hand = ras_to_world(hand["centre_ras_mm"], ras_affine, ref.scale, ref.translate)
+    viewer.dims.set_point(viewer.dims.ndim - 3, float(world_hand[0]))
+
+    if not headless:
+        napari.run()
+        return 0
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _process_events()
+    viewer.window.resize(1500, 950)
+    _process_events()
+    shot = out_dir / "demo.png"
+    viewer.window.screenshot(str(shot), canvas_only=False)
+
+    rows = []
+    ok = True
+    points = [*truth["regions"], truth["reference"]]
+    for r in points:
+        world = ras_to_world(r["centre_ras_mm"], ras_affine, ref.scale, ref.translate)
+        ras = world_to_ras_in_viewer(ref, world)
+        hemi = hemisphere_at_world(viewer, world)
+        ok &= hemi == r["hemisphere"]
+        rows.append(
+            {
+                "area": r["area"],
+                "hemisphere_truth": r["hemisphere"],
+                "hemisphere_from_affine": hemi,
+                "x_mm": round(float(ras[0]), 3),
+                "y_mm": round(float(ras[1]), 3),
+                "z_mm": round(float(ras[2]), 3),
+            }
+        )
+    write_csv(out_dir / "demo_points.csv", rows)
+    layer_rows = []
+    for ly in viewer.layers:
+        m = ly.metadata.get(METADATA_KEY, {})
+        layer_rows.append(
+            {
+                "layer": ly.name,
+                "kind": m.get("kind", ""),
+                "shape": "x".join(map(str, ly.data.shape)),
+                "voxel_size_mm": "x".join(f"{v:.4g}" for v in m.get("voxel_size_mm", [])),
+                "resampled": bool(m.get("resampled", False)),
+                "visible": bool(ly.visible),
+            }
+        )
+    write_csv(out_dir / "demo_layers.csv", layer_rows)
+    letters = widget.orientation.letters()
+    print(f"screenshot: {shot}")
+    print(f"csv: {out_dir / 'demo_points.csv'}, {out_dir / 'demo_layers.csv'}")
+    print(f"canvas letters: {letters}; hemispheres {'OK' if ok else 'MISMATCH'}")
+    viewer.close()
+    return 0 if ok else 1
