@@ -50,6 +50,25 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from .annotation import load_annotations
+    from .io import load_case
+    from .measure import case_fingerprint_of, engine_for_case, write_measurements_csv
+
+    case = load_case(args.case_dir)
+    annset = load_annotations(args.annotations, case=case_fingerprint_of(case))
+    engine = engine_for_case(case, annset.protocol, reader=args.reader or annset.reader)
+    engine.set_all(annset.items.values())
+    rows = engine.rows()
+    write_measurements_csv(args.out, rows)
+    missing = annset.missing()
+    print(
+        f"wrote {len(rows)} measurement rows for {len(annset.items)} annotations to {args.out}"
+        + (f"; {len(missing)} slot(s) not annotated" if missing else "")
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -77,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="load a case folder and list its layers")
     i.add_argument("case_dir")
     i.set_defaults(func=_cmd_info)
+
+    m = sub.add_parser("measure", help="recompute every measurement from saved annotations")
+    m.add_argument("case_dir")
+    m.add_argument("annotations", help="annotations file (*.m1ann.jsonl)")
+    m.add_argument("--out", required=True, help="measurements CSV to write")
+    m.add_argument("--reader", default="", help="reader id for the rows (default: the file's)")
+    m.set_defaults(func=_cmd_measure)
 
     d = sub.add_parser("demo", help="napari with the plugin docked and the sample case open")
     d.add_argument(

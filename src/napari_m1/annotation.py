@@ -1,0 +1,437 @@
+"""The one annotation model: ROIs and calipers in scanner RAS mm, with undo and storage.
+
+An :class:`Annotation` is one filled protocol slot. Its geometry is stored in
+scanner RAS millimetres only (voxel indices are derived for export):
+
+* ROI (an oval on one slice): ``points_ras = (centre, centre + u, centre + v)``
+  where ``u`` and ``v`` are the two perpendicular semi-axis vectors, in-plane.
+* caliper: ``points_ras = (p1, p2)``, the two end points.
+
+:class:`AnnotationSet` holds one case's annotations for one protocol and reader,
+applies every change through :meth:`AnnotationSet.apply` (so undo/redo is exact),
+and notifies listeners. The Shapes layer in napari only *displays* this model;
+the store persists it; measurement and export read it.
+
+Files are JSON Lines (``*.m1ann.jsonl``): line 1 is a header (schema, case
+fingerprint, protocol, reader), each further line one annotation. A malformed
+line is rejected with its line number.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._atomic import atomic_write_text
+from .errors import M1Error
+from .protocol import Protocol, get_protocol
+
+__all__ = [
+    "ANNOTATION_SCHEMA",
+    "Annotation",
+    "AnnotationFileError",
+    "AnnotationSet",
+    "Change",
+    "caliper_annotation",
+    "case_fingerprint",
+    "load_annotations",
+    "roi_annotation",
+    "save_annotations",
+]
+
+ANNOTATION_SCHEMA = "napari-m1/annotations/1"
+
+
+class AnnotationFileError(M1Error):
+    """An annotations file cannot be used (other case, malformed line, duplicate slot)."""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One filled protocol slot; immutable (edits make a new object).
+
+    Attributes
+    ----------
+    slot : str
+        Protocol slot id.
+    kind : {'roi', 'caliper'}
+    points_ras : tuple of (x, y, z) tuples
+        RAS mm; see the module docstring.
+    author : str
+    created_at, modified_at : str
+        ISO 8601 UTC.
+    source : str
+        How the geometry was made: ``placed``, ``edited``, ``suggested`` (caliper
+        end points accepted from the profile), ``loaded``.
+    """
+
+    slot: str
+    kind: str
+    points_ras: tuple[tuple[float, float, float], ...]
+    author: str = ""
+    created_at: str = ""
+    modified_at: str = ""
+    source: str = "placed"
+
+    def __post_init__(self) -> None:
+        pts = np.asarray(self.points_ras, dtype=float)
+        want = 3 if self.kind == "roi" else 2 if self.kind == "caliper" else None
+        if want is None:
+            raise ValueError(f"{self.slot}: unknown annotation kind {self.kind!r}")
+        if pts.shape != (want, 3) or not np.all(np.isfinite(pts)):
+            raise ValueError(f"{self.slot}: {self.kind} needs {want} finite RAS points")
+        if self.kind == "caliper" and np.linalg.norm(pts[1] - pts[0]) < 1e-3:
+            raise ValueError(f"{self.slot}: zero-length caliper (its end points coincide)")
+        if self.kind == "roi":
+            u, v = pts[1] - pts[0], pts[2] - pts[0]
+            if np.linalg.norm(u) < 1e-3 or np.linalg.norm(v) < 1e-3:
+                raise ValueError(f"{self.slot}: ROI with a zero axis")
+
+    # --------------------------------------------------------------- geometry
+    @property
+    def points(self) -> NDArray[np.float64]:
+        """``points_ras`` as a float array, shape (n, 3)."""
+        return np.asarray(self.points_ras, dtype=float)
+
+    @property
+    def centre_ras(self) -> NDArray[np.float64]:
+        """ROI centre or caliper midpoint, RAS mm, shape (3,)."""
+        p = self.points
+        return p[0] if self.kind == "roi" else (p[0] + p[1]) / 2
+
+    @property
+    def semi_axes_ras(self) -> NDArray[np.float64]:
+        """ROI semi-axis vectors ``(u, v)`` in RAS mm, shape (2, 3)."""
+        p = self.points
+        return p[1:] - p[0]
+
+    @property
+    def area_mm2(self) -> float:
+        """True area of the oval, ``pi * |u| * |v|`` (ROIs); 0 for calipers."""
+        if self.kind != "roi":
+            return 0.0
+        u, v = self.semi_axes_ras
+        return float(math.pi * np.linalg.norm(u) * np.linalg.norm(v))
+
+    @property
+    def length_mm(self) -> float:
+        """3D length of a caliper in mm; 0 for ROIs."""
+        if self.kind != "caliper":
+            return 0.0
+        p = self.points
+        return float(np.linalg.norm(p[1] - p[0]))
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-serialisable dict (points as lists)."""
+        d = asdict(self)
+        d["points_ras"] = [list(map(float, p)) for p in self.points_ras]
+        return d
+
+
+def _pts(points: ArrayLike) -> tuple[tuple[float, float, float], ...]:
+    return tuple(tuple(float(c) for c in p) for p in np.asarray(points, dtype=float))
+
+
+def roi_annotation(
+    slot: str,
+    centre_ras: ArrayLike,
+    u_ras: ArrayLike,
+    v_ras: ArrayLike,
+    *,
+    author: str = "",
+    source: str = "placed",
+) -> Annotation:
+    """An oval ROI from its centre and semi-axis vectors (RAS mm)."""
+    c = np.asarray(centre_ras, dtype=float)
+    t = _now()
+    return Annotation(
+        slot, "roi", _pts([c, c + np.asarray(u_ras), c + np.asarray(v_ras)]), author, t, t, source
+    )
+
+
+def caliper_annotation(
+    slot: str, p1_ras: ArrayLike, p2_ras: ArrayLike, *, author: str = "", source: str = "placed"
+) -> Annotation:
+    """A caliper from its two end points (RAS mm)."""
+    t = _now()
+    return Annotation(slot, "caliper", _pts([p1_ras, p2_ras]), author, t, t, source)
+
+
+def case_fingerprint(label: str, shape: Sequence[int], ras_affine: ArrayLike) -> dict[str, Any]:
+    """Identity of a case's reference grid: label, shape, RAS affine and a short hash.
+
+    Two loads of the same case give the same ``hash``; another case (or the same
+    label on another grid) gives a different one.
+    """
+    aff = np.round(np.asarray(ras_affine, dtype=float), 4) + 0.0  # no -0.0
+    shp = [int(s) for s in shape]
+    h = hashlib.sha256(json.dumps([shp, aff.tolist()]).encode()).hexdigest()[:16]
+    return {"label": str(label), "shape": shp, "ras_affine": aff.tolist(), "hash": h}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One undoable change of one slot: ``before`` -> ``after`` (None = empty)."""
+
+    slot: str
+    before: Annotation | None
+    after: Annotation | None
+    action: str = "edit"
+
+    def inverse(self) -> Change:
+        """The change that undoes this one."""
+        return Change(self.slot, self.after, self.before, f"undo {self.action}")
+
+
+@dataclass
+class AnnotationSet:
+    """One reader's annotations of one case under one protocol.
+
+    Every modification goes through :meth:`apply`, which records it for
+    undo/redo and calls the listeners (``listener(change)``) — the autosave and
+    the measurement engine subscribe here.
+    """
+
+    protocol: Protocol
+    case: dict[str, Any]
+    reader: str = ""
+    items: dict[str, Annotation] = field(default_factory=dict)
+    _undo: list[Change] = field(default_factory=list, repr=False)
+    _redo: list[Change] = field(default_factory=list, repr=False)
+    _listeners: list[Callable[[Change], None]] = field(default_factory=list, repr=False)
+
+    # ------------------------------------------------------------------ queries
+    def __contains__(self, slot: str) -> bool:
+        return slot in self.items
+
+    def get(self, slot: str) -> Annotation | None:
+        """The annotation of a slot, or None."""
+        return self.items.get(slot)
+
+    def missing(self) -> list[str]:
+        """Slot ids not yet filled, in protocol order."""
+        return [s for s in self.protocol.slot_ids if s not in self.items]
+
+    def done(self) -> list[str]:
+        """Slot ids filled, in protocol order."""
+        return [s for s in self.protocol.slot_ids if s in self.items]
+
+    @property
+    def can_undo(self) -> bool:
+        """True when there is a change to undo."""
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        """True when there is an undone change to redo."""
+        return bool(self._redo)
+
+    # ------------------------------------------------------------------ changes
+    def subscribe(self, listener: Callable[[Change], None]) -> None:
+        """Call ``listener(change)`` after every applied change (including undo/redo)."""
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[Change], None]) -> None:
+        """Stop calling ``listener``."""
+        self._listeners.remove(listener)
+
+    def _check(self, ann: Annotation) -> None:
+        slot = self.protocol.slot(ann.slot)
+        if slot.kind != ann.kind:
+            raise M1Error(f"slot {ann.slot} takes a {slot.kind}, not a {ann.kind}")
+
+    def apply(self, change: Change, *, record: bool = True) -> Change:
+        """Apply a change, record it for undo (clearing redo), notify listeners."""
+        if change.after is not None:
+            self._check(change.after)
+        if change.after is None:
+            self.items.pop(change.slot, None)
+        else:
+            self.items[change.slot] = change.after
+        if record:
+            self._undo.append(change)
+            self._redo.clear()
+        for cb in list(self._listeners):
+            cb(change)
+        return change
+
+    def put(self, ann: Annotation, *, action: str | None = None) -> Change:
+        """Fill or replace a slot (undoable)."""
+        before = self.items.get(ann.slot)
+        if before is not None:
+            ann = replace(ann, created_at=before.created_at or ann.created_at, modified_at=_now())
+        act = action or ("add" if before is None else "edit")
+        return self.apply(Change(ann.slot, before, ann, act))
+
+    def delete(self, slot: str) -> Change | None:
+        """Empty a slot (undoable); None when it was empty."""
+        before = self.items.get(slot)
+        if before is None:
+            return None
+        return self.apply(Change(slot, before, None, "delete"))
+
+    def undo(self) -> Change | None:
+        """Undo the last change; None when there is nothing to undo."""
+        if not self._undo:
+            return None
+        ch = self._undo.pop()
+        inv = ch.inverse()
+        self.apply(inv, record=False)
+        self._redo.append(ch)
+        return inv
+
+    def redo(self) -> Change | None:
+        """Redo the last undone change; None when there is nothing to redo."""
+        if not self._redo:
+            return None
+        ch = self._redo.pop()
+        self.apply(ch, record=False)
+        self._undo.append(ch)
+        return ch
+
+    def replace_all(self, annotations: Iterable[Annotation]) -> None:
+        """Load a stored state (not undoable; clears history; notifies once per slot)."""
+        new = {a.slot: a for a in annotations}
+        old = dict(self.items)
+        self.items = new
+        self._undo.clear()
+        self._redo.clear()
+        for slot in sorted(set(old) | set(new)):
+            if old.get(slot) != new.get(slot):
+                for cb in list(self._listeners):
+                    cb(Change(slot, old.get(slot), new.get(slot), "load"))
+
+    # ------------------------------------------------------------------ storage
+    def header(self) -> dict[str, Any]:
+        """The file header (line 1)."""
+        from . import __version__
+
+        return {
+            "schema": ANNOTATION_SCHEMA,
+            "software_version": __version__,
+            "saved_at_utc": _now(),
+            "protocol": self.protocol.id,
+            "reader": self.reader,
+            "case": self.case,
+        }
+
+
+def save_annotations(path: str | os.PathLike[str], annset: AnnotationSet) -> Path:
+    """Write the set as JSON Lines, atomically (a half-written file never replaces a good one)."""
+    lines = [json.dumps(annset.header(), ensure_ascii=False)]
+    for slot in annset.protocol.slot_ids:
+        a = annset.items.get(slot)
+        if a is not None:
+            lines.append(json.dumps(a.to_json(), ensure_ascii=False))
+    return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def load_annotations(
+    path: str | os.PathLike[str],
+    *,
+    case: dict[str, Any] | None = None,
+    protocol: Protocol | None = None,
+) -> AnnotationSet:
+    """Read an annotations file, checking it against the case it is loaded onto.
+
+    Parameters
+    ----------
+    path : path
+        ``*.m1ann.jsonl``.
+    case : dict, optional
+        :func:`case_fingerprint` of the loaded case; when given, a file written for
+        another case (different grid hash) is refused.
+    protocol : Protocol, optional
+        Defaults to the protocol named in the file.
+
+    Raises
+    ------
+    AnnotationFileError
+        One line: file name, line number and reason.
+    """
+    p = Path(path)
+    name = p.name
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AnnotationFileError(f"{name}: cannot read ({exc})") from None
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise AnnotationFileError(f"{name}: empty file")
+    try:
+        header = json.loads(lines[0])
+    except json.JSONDecodeError as exc:
+        raise AnnotationFileError(f"{name}, line 1: header is not JSON ({exc.msg})") from None
+    if not isinstance(header, dict) or header.get("schema") != ANNOTATION_SCHEMA:
+        raise AnnotationFileError(
+            f"{name}, line 1: not a napari-m1 annotations file (schema {ANNOTATION_SCHEMA})"
+        )
+    proto = protocol or get_protocol(str(header.get("protocol", "")))
+    if proto.id != header.get("protocol"):
+        raise AnnotationFileError(
+            f"{name}: written for protocol {header.get('protocol')!r}, not {proto.id!r}"
+        )
+    file_case = header.get("case") or {}
+    if case is not None and file_case.get("hash") != case.get("hash"):
+        raise AnnotationFileError(
+            f"{name}: written for another case ({file_case.get('label', '?')!r}, grid "
+            f"{file_case.get('hash', '?')}); this case is {case.get('label')!r}, grid "
+            f"{case.get('hash')}"
+        )
+    anns: list[Annotation] = []
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            if not isinstance(d, dict):
+                raise ValueError("not a JSON object")
+            ann = Annotation(
+                slot=str(d["slot"]),
+                kind=str(d["kind"]),
+                points_ras=_pts(d["points_ras"]),
+                author=str(d.get("author", "")),
+                created_at=str(d.get("created_at", "")),
+                modified_at=str(d.get("modified_at", "")),
+                source=str(d.get("source", "loaded")),
+            )
+            slot = proto.slot(ann.slot)
+            if slot.kind != ann.kind:
+                raise ValueError(f"slot {ann.slot} takes a {slot.kind}, not a {ann.kind}")
+        except (json.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+            if isinstance(exc, json.JSONDecodeError):
+                msg = exc.msg
+            elif isinstance(exc, KeyError):
+                msg = str(exc.args[0]) if exc.args else "missing key"
+            else:
+                msg = str(exc)
+            raise AnnotationFileError(
+                f"{name}, line {lineno}: malformed annotation ({msg})"
+            ) from None
+        if ann.slot in seen:
+            raise AnnotationFileError(
+                f"{name}, line {lineno}: slot {ann.slot} filled twice (first on line "
+                f"{seen[ann.slot]})"
+            )
+        seen[ann.slot] = lineno
+        anns.append(ann)
+    aset = AnnotationSet(
+        proto, case if case is not None else file_case, str(header.get("reader", ""))
+    )
+    aset.items = {a.slot: a for a in anns}
+    return aset
