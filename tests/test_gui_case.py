@@ -25,7 +25,7 @@ def shots(tmp_path) -> Path:
 
 
 def _dock(viewer):
-    dock, widget = viewer.window.add_plugin_dock_widget("napari-m1", "M1 case")
+    _dock_widget, widget = viewer.window.add_plugin_dock_widget("napari-m1", "M1 case")
     return widget
 
 

@@ -25,14 +25,18 @@ import math
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from napari_m1._atomic import atomic_path, atomic_write_text
 from napari_m1.errors import M1Error
+
+if TYPE_CHECKING:
+    import nibabel as nib
 
 __all__ = [
     "DEFAULT_NOISE_SD",
@@ -105,6 +109,10 @@ _PENFIELD = (  # area, u0 on the central sulcus (mm from midline), slice z (mm)
 )
 _REFERENCE_XY = (-(_FISSURE_HALF_WIDTH_MM + _T_SUP_MM / 2), -55.0)  # left precuneus
 _REFERENCE_Z = 51.0
+# A bright capsule-like marker outside the head on the subject's right (anterior corner of the
+# FOV): the only left/right asymmetry, so display orientation can be checked by eye.
+_FIDUCIAL_XY = (50.0, 30.0)
+_FIDUCIAL_RADIUS_MM = 2.0
 
 # Phase model.
 _HZ_PER_PPM = 42.577478 * 7.0  # gamma/2pi * B0 at 7 T
@@ -150,9 +158,10 @@ def _tissues(group: str) -> dict[str, _Tissue]:
         "outside": _Tissue(0.05, math.inf, 0.0),
         "csf": _Tissue(1.0, 80.0, 0.0),
         "superficial": _Tissue(0.85, 33.0, 0.010),
-        "deep_m1": _Tissue(0.82, 17.0, 0.060) if group == "als" else deep_normal,
+        "deep_m1": _Tissue(0.75, 17.0, 0.060) if group == "als" else deep_normal,
         "deep_other": deep_normal,
         "white_matter": _Tissue(0.70, 22.0, -0.030),
+        "fiducial": _Tissue(0.90, 50.0, 0.0),
     }
 
 
@@ -419,7 +428,9 @@ def _fractions(inner: _Fields2D, z: float, t_deep_m1: float) -> dict[str, np.nda
     pts, ramp = inner.pts, inner.ramp_mm
     sb = _dome_scale(z, _DOME_HEIGHT_MM)
     a, b = _BRAIN_SEMI_AXES_MM
-    d_brain = _ellipse_signed_distance(pts, a * sb, b * sb, _BRAIN_CENTRE_XY, _D_CLAMP_MM)
+    # Beyond the deepest layer boundary plus half a ramp the exact distance does not matter.
+    clamp = _T_SUP_MM + max(t_deep_m1, _T_DEEP_OTHER_MM) + ramp
+    d_brain = _ellipse_signed_distance(pts, a * sb, b * sb, _BRAIN_CENTRE_XY, clamp)
     so = _dome_scale(z, _DOME_HEIGHT_MM + _CSF_SHELL_MM)
     shell = (a + _CSF_SHELL_MM) * so, (b + _CSF_SHELL_MM) * so
     d_head = _ellipse_signed_distance(pts, *shell, _BRAIN_CENTRE_XY, ramp)
@@ -447,7 +458,7 @@ def _blend(fr: dict[str, np.ndarray], values: dict[str, float]) -> np.ndarray:
 
 
 def _signed_distance(pts: np.ndarray) -> np.ndarray:
-    """Signed distance (mm, brain positive, clamped at 6) to CSF at (N, 2) points below the dome."""
+    """Signed distance (mm, brain positive, clamped at 6) to CSF at (N, 2) points, z <= 70."""
     pts = np.atleast_2d(np.asarray(pts, dtype=float))
     a, b = _BRAIN_SEMI_AXES_MM
     d_brain = _ellipse_signed_distance(pts, a, b, _BRAIN_CENTRE_XY, _D_CLAMP_MM)
@@ -474,6 +485,21 @@ def _round(v: np.ndarray | list[float] | float, nd: int = 4) -> list[float] | fl
 
 def _intensity(t: _Tissue) -> list[float]:
     return [round(t.signal(te), 3) for te in ECHO_TIMES_MS]
+
+
+def _truth_tissues(tissues: dict[str, _Tissue], t_deep_m1: float) -> dict[str, dict]:
+    thickness = {"superficial": _T_SUP_MM, "deep_m1": t_deep_m1, "deep_other": _T_DEEP_OTHER_MM}
+    out = {}
+    for name, t in tissues.items():
+        out[name] = {
+            "intensity": _intensity(t),
+            "chi_ppm": t.chi_ppm,
+            "m0": t.m0,
+            "t2star_ms": None if math.isinf(t.t2star_ms) else t.t2star_ms,
+        }
+        if name in thickness:
+            out[name]["thickness_mm"] = thickness[name]
+    return out
 
 
 def _truth_regions(group: str, n_slices: int, tissues: dict[str, _Tissue]) -> list[dict]:
@@ -571,7 +597,7 @@ def _mrsi(group: str) -> tuple[dict[str, np.ndarray], dict]:
 # --------------------------------------------------------------------------- phantom
 
 
-def _validate(group: str, n_slices: int, noise_sd: float | None) -> float:
+def _validate(group: str, seed: int, n_slices: int, noise_sd: float | None) -> float:
     if group not in ("als", "control"):
         raise ValueError(f"group must be 'als' or 'control', not {group!r}")
     if (
@@ -581,6 +607,8 @@ def _validate(group: str, n_slices: int, noise_sd: float | None) -> float:
         or n_slices % 2
     ):
         raise ValueError(f"n_slices must be an even integer >= {_MIN_SLICES}, not {n_slices!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, not {seed!r}")
     if noise_sd is None:
         return DEFAULT_NOISE_SD
     if not math.isfinite(noise_sd) or noise_sd < 0:
@@ -601,12 +629,13 @@ def make_phantom(
     Parameters
     ----------
     group : {"control", "als"}
-        ``"als"`` thins (2.0 -> 1.5 mm) and darkens (T2* 24 -> 17 ms) the deep layer of the
-        precentral gyrus, raises its susceptibility (+0.020 -> +0.060 ppm), lowers NAA by 25 %
-        and raises Cho by 10 % in M1 tissue. The geometry is otherwise identical.
+        ``"als"`` thins (2.0 -> 1.5 mm) and darkens (M0 0.82 -> 0.75, T2* 24 -> 17 ms) the
+        deep layer of the precentral gyrus, raises its susceptibility (+0.020 -> +0.060 ppm),
+        lowers NAA by 25 % and raises Cho by 10 % in M1 tissue. Everything else is identical.
     seed : int
-        Seed of :func:`numpy.random.default_rng`; drives the noise only (the anatomy does not
-        depend on it). Same seed and arguments -> identical arrays.
+        Non-negative seed of the noise (the anatomy does not depend on it):
+        ``numpy.random.SeedSequence(seed)`` is spawned into one independent stream per noise
+        field. Same seed and arguments -> identical arrays, whether or not phase is made.
     n_slices : int
         Number of 2 mm axial slices, even and >= 16. Slice centres are
         ``z_k = 50 - (n_slices - 1) + 2 k`` mm (odd integers, slab centred on z = 50).
@@ -626,9 +655,9 @@ def make_phantom(
     Raises
     ------
     ValueError
-        If ``group``, ``n_slices`` or ``noise_sd`` is invalid.
+        If ``group``, ``seed``, ``n_slices`` or ``noise_sd`` is invalid.
     """
-    sd = _validate(group, n_slices, noise_sd)
+    sd = _validate(group, seed, n_slices, noise_sd)
     t_start = time.perf_counter()
     tissues = _tissues(group)
     t_deep_m1 = _T_DEEP_M1_MM[group]
@@ -672,7 +701,12 @@ def make_phantom(
     chi = np.stack(patterns[n_te], axis=-1).astype(np.float32)[..., which]
     head = np.stack(patterns[n_te + 1], axis=-1).astype(np.float32)[..., which]
     del patterns
-    rng = np.random.default_rng(seed)
+    r = np.hypot(xx - _FIDUCIAL_XY[0], yy - _FIDUCIAL_XY[1])
+    fid = _ramp(_FIDUCIAL_RADIUS_MM - r, 0.0, _RAMP_MM).astype(np.float32)[..., None]
+    for e, te in enumerate(ECHO_TIMES_MS):
+        mags[e] += fid * (np.float32(tissues["fiducial"].signal(te)) - mags[e])
+    t_pattern = time.perf_counter()
+
     phase = None
     if with_phase:
         zz = z_all[None, None, :]
@@ -683,38 +717,51 @@ def make_phantom(
             + _BG_GRADIENT_HZ_PER_MM[2] * (zz - _SLAB_CENTRE_Z)
         )
         df_hz = (bg_hz + _HZ_PER_PPM * chi).astype(np.float32)
+        del bg_hz
         phi0 = (
             _PHI0_RAD
             + _PHI0_GRADIENT_RAD_PER_MM[0] * (xx - _FOV_CENTRE_XY[0])
             + _PHI0_GRADIENT_RAD_PER_MM[1] * (yy - _FOV_CENTRE_XY[1])
         )[..., None].astype(np.float32)
         phase = np.empty((*chi.shape, n_te), dtype=np.int16)
-    for e, te in enumerate(ECHO_TIMES_MS):
-        mag = mags[e]
-        if sd > 0:
-            # Complex Gaussian noise: magnitude |S + n| is Rician, phase gets matching noise.
-            nr = rng.standard_normal(mag.shape, dtype=np.float32)
-            nr *= np.float32(sd)
-            nr += mag
-            ni = rng.standard_normal(mag.shape, dtype=np.float32)
-            ni *= np.float32(sd)
-        else:
-            nr, ni = mag, np.zeros_like(mag)
-        if phase is not None:
-            ph = np.arctan2(ni, nr)
-            ph += phi0
-            ph += np.float32(2 * math.pi * te / 1000.0) * df_hz
-            ph -= np.float32(2 * math.pi) * np.rint(ph / np.float32(2 * math.pi))  # wrap
-            phase[..., e] = np.clip(np.rint(ph / np.float32(math.pi / _PHASE_SCALE)), -4096, 4095)
-        mags[e] = np.hypot(nr, ni)
-        del nr, ni
+
+    # One independent stream per noise field (real and imaginary part of each echo, then QSM),
+    # all derived from ``seed``, so the fields can be drawn in parallel and reproducibly.
+    streams = np.random.SeedSequence(seed).spawn(2 * n_te + 1)
+    shape3 = chi.shape
+    qsm_sd = _QSM_NOISE_SD_PPM * sd / DEFAULT_NOISE_SD
+
+    def normal(stream: np.random.SeedSequence, scale: float) -> np.ndarray:
+        a = np.random.default_rng(stream).standard_normal(shape3, dtype=np.float32)
+        a *= np.float32(scale)
+        return a
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for e, te in enumerate(ECHO_TIMES_MS):
+            mag = mags[e]
+            if sd > 0:
+                # Complex Gaussian noise: |S + n| is Rician; the phase gets the matching noise.
+                nr, ni = pool.map(normal, streams[2 * e : 2 * e + 2], (sd, sd))
+                nr += mag
+            else:
+                nr, ni = mag, np.zeros_like(mag)
+            if phase is not None:
+                ph = np.arctan2(ni, nr)
+                ph += phi0
+                ph += np.float32(2 * math.pi * te / 1000.0) * df_hz
+                ph -= np.float32(2 * math.pi) * np.rint(ph / np.float32(2 * math.pi))  # wrap
+                ph /= np.float32(math.pi / _PHASE_SCALE)
+                phase[..., e] = np.clip(np.rint(ph), -_PHASE_SCALE, _PHASE_SCALE - 1)
+                del ph
+            mags[e] = np.hypot(nr, ni)
+            del nr, ni
     gre = np.stack(mags, axis=-1)
     del mags
     if sd > 0:
-        qsm_sd = _QSM_NOISE_SD_PPM * sd / DEFAULT_NOISE_SD
-        chi += rng.standard_normal(chi.shape, dtype=np.float32) * np.float32(qsm_sd) * head
-    else:
-        qsm_sd = 0.0
+        noise = normal(streams[-1], qsm_sd)
+        noise *= head  # QSM is exactly 0 outside the head
+        chi += noise
+        del noise
     t_noise = time.perf_counter()
 
     mrsi, mrsi_truth = _mrsi(group)
@@ -729,26 +776,7 @@ def make_phantom(
         "matrix": [_MATRIX, _MATRIX, int(n_slices)],
         "echo_times_ms": list(ECHO_TIMES_MS),
         "mrsi_voxel_size_mm": [_MRSI_VOXEL_MM] * 3,
-        "tissues": {
-            name: {
-                "intensity": _intensity(t),
-                "chi_ppm": t.chi_ppm,
-                "m0": t.m0,
-                "t2star_ms": None if math.isinf(t.t2star_ms) else t.t2star_ms,
-                **(
-                    {
-                        "thickness_mm": {
-                            "superficial": _T_SUP_MM,
-                            "deep_m1": t_deep_m1,
-                            "deep_other": _T_DEEP_OTHER_MM,
-                        }[name]
-                    }
-                    if name in ("superficial", "deep_m1", "deep_other")
-                    else {}
-                ),
-            }
-            for name, t in tissues.items()
-        },
+        "tissues": _truth_tissues(tissues, t_deep_m1),
         "regions": _truth_regions(group, n_slices, tissues),
         "reference": {
             "area": "precuneus",
@@ -759,6 +787,12 @@ def make_phantom(
             "intensity": _intensity(tissues["superficial"]),
         },
         "qsm_control": _truth_qsm_control(tissues),
+        "fiducial": {
+            "hemisphere": "R",
+            "centre_xy_ras_mm": list(_FIDUCIAL_XY),
+            "radius_mm": _FIDUCIAL_RADIUS_MM,
+            "intensity": _intensity(tissues["fiducial"]),
+        },
         "mrsi": mrsi_truth,
         "phase_model": {
             "hz_per_ppm": round(_HZ_PER_PPM, 4),
@@ -794,7 +828,7 @@ def make_phantom(
 # --------------------------------------------------------------------------- writing
 
 
-def _nifti_las(data: np.ndarray, affine_ras: np.ndarray):
+def _nifti_las(data: np.ndarray, affine_ras: np.ndarray) -> nib.Nifti1Image:
     """A NIfTI image of RAS+ ``data`` stored in L,A,S voxel order with sform = qform (scanner)."""
     import nibabel as nib
     from nibabel.orientations import axcodes2ornt, ornt_transform
@@ -804,20 +838,20 @@ def _nifti_las(data: np.ndarray, affine_ras: np.ndarray):
     return _finish_header(img)
 
 
-def _nifti_ras(data: np.ndarray, affine_ras: np.ndarray):
+def _nifti_ras(data: np.ndarray, affine_ras: np.ndarray) -> nib.Nifti1Image:
     import nibabel as nib
 
     return _finish_header(nib.Nifti1Image(data, affine_ras))
 
 
-def _finish_header(img):
+def _finish_header(img: nib.Nifti1Image) -> nib.Nifti1Image:
     img.set_sform(img.affine, code=1)
     img.set_qform(img.affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
     return img
 
 
-def _save(img, dest: Path) -> None:
+def _save(img: nib.Nifti1Image, dest: Path) -> None:
     import nibabel as nib
 
     with atomic_path(dest) as tmp:
@@ -889,7 +923,7 @@ def write_phantom_case(
         label = f"phantom{group}{seed}"
     if not _LABEL_RE.match(label):
         raise ValueError(f"label must contain only letters and digits, not {label!r}")
-    _validate(group, n_slices, None)
+    _validate(group, seed, n_slices, None)
     if out.exists() and not out.is_dir():
         raise M1Error(f"Cannot write the phantom case: {out} is a file, not a folder.")
     if out.is_dir() and any(out.iterdir()) and not force:
@@ -900,6 +934,7 @@ def write_phantom_case(
     t1 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     stem = f"sub-{label}"
+    images = []  # (image, destination)
     for e, te in enumerate(ph.echo_times_ms):
         echo = e + 1
         parts = [("mag", ph.gre[..., e])]
@@ -907,12 +942,14 @@ def write_phantom_case(
             parts.append(("phase", ph.phase[..., e]))
         for part, arr in parts:
             name = f"{stem}_echo-{echo}_part-{part}_MEGRE"
-            _save(_nifti_las(np.ascontiguousarray(arr), ph.gre_affine), out / f"{name}.nii.gz")
+            images.append((_nifti_las(np.ascontiguousarray(arr), ph.gre_affine), f"{name}.nii.gz"))
             atomic_write_text(out / f"{name}.json", json.dumps(_sidecar(echo, te, part), indent=2))
-    chimap = _nifti_las(ph.qsm, ph.gre_affine)
-    _save(chimap, out / f"{stem}_Chimap.nii.gz")
+    images.append((_nifti_las(ph.qsm, ph.gre_affine), f"{stem}_Chimap.nii.gz"))
     for met, arr in ph.mrsi.items():
-        _save(_nifti_ras(arr, ph.mrsi_affine), out / f"{stem}_met-{met}_mrsi.nii.gz")
+        images.append((_nifti_ras(arr, ph.mrsi_affine), f"{stem}_met-{met}_mrsi.nii.gz"))
+    # gzip releases the GIL: compress the big files in parallel.
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        list(pool.map(lambda job: _save(job[0], out / job[1]), images))
     atomic_write_text(out / "truth.json", json.dumps(ph.truth, indent=2))
     logger.info(
         "wrote phantom case %s (%s, seed %d, %d slices) in %.2fs (generation %.2fs)",

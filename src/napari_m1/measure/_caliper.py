@@ -201,14 +201,14 @@ def suggest_band(
     span = (x >= -0.25 * length) & (x <= 1.25 * length)
     i_min = int(np.flatnonzero(span)[np.argmin(s[span])])
     g = np.gradient(s, step)
-    reach = int(round((edge_search_mm or max(length, 0.5)) / step))
+    reach = round((edge_search_mm or max(length, 0.5)) / step)
     lo = max(1, i_min - reach)
     hi = min(len(x) - 2, i_min + reach)
     if i_min - lo < 2 or hi - i_min < 2:
         return BandSuggestion(False, reason="darkest point at the end of the profile")
     i_l = lo + int(np.argmin(g[lo:i_min]))  # steepest descent into the band
     i_r = i_min + int(np.argmax(g[i_min : hi + 1]))  # steepest ascent out of it
-    w1, w2 = int(round(0.25 / step)), int(round(0.6 / step))
+    w1, w2 = round(0.25 / step), round(0.6 / step)
     core = s[i_l : i_r + 1]
     band = float(np.median(core[len(core) // 4 : max(len(core) * 3 // 4, len(core) // 4 + 1)]))
     left = s[max(0, i_l - w2) : max(1, i_l - w1)]
