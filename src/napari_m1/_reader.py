@@ -74,15 +74,12 @@ def get_case_reader(path: PathLike | list[PathLike]) -> Callable[..., list[Layer
 
 
 def case_layer_data(case: Case) -> list[LayerData]:
-    """Layer-data tuples for a loaded case: GRE first; only the first MRSI map visible."""
+    """Layer-data tuples for a loaded case: GRE first and visible; the maps hidden."""
     out: list[LayerData] = []
-    first_mrsi = True
     for vol, place in zip(case.volumes, case.placements, strict=True):
-        visible = None
-        if vol.kind == "mrsi":
-            visible = first_mrsi
-            first_mrsi = False
-        out.append(volume_to_layer_data(vol, place, visible=visible))
+        data, kwargs, typ = volume_to_layer_data(vol, place)
+        kwargs["metadata"]["napari_m1"]["case_label"] = case.files.label
+        out.append((data, kwargs, typ))
     return out
 
 

@@ -23,10 +23,9 @@ def phantom_case_dir(
     with_phase: bool = False,
 ) -> Path:
     """Folder of the cached sample case, written on first use (atomically, file by file)."""
-    from . import __version__
-    from .phantom import write_phantom_case
+    from .phantom import PHANTOM_VERSION, write_phantom_case
 
-    tag = f"phantom-{group}-s{seed}-n{n_slices}{'-ph' if with_phase else ''}-v{__version__}"
+    tag = f"phantom-{group}-s{seed}-n{n_slices}{'-ph' if with_phase else ''}-p{PHANTOM_VERSION}"
     folder = user_data_dir() / "samples" / tag
     done = folder / ".complete"
     if not done.is_file():

@@ -37,6 +37,12 @@ LETTER_KEYS = {
 }
 
 
+def camera_of(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
 def m1_layers(viewer: Any) -> list[Any]:
     """Layers that carry napari-m1 geometry metadata, in layer-list order."""
     return [ly for ly in viewer.layers if METADATA_KEY in getattr(ly, "metadata", {})]
@@ -108,7 +114,7 @@ class OrientationController:
         viewer.dims.events.ndisplay.connect(self._on_view_changed)
         viewer.layers.events.inserted.connect(self._on_view_changed)
         viewer.layers.events.removed.connect(self._on_view_changed)
-        viewer.camera.events.orientation.connect(self._on_camera_orientation)
+        camera_of(viewer).events.orientation.connect(self._on_camera_orientation)
         self.apply()
 
     # ------------------------------------------------------------------ state
@@ -129,7 +135,7 @@ class OrientationController:
             (self.viewer.dims.events.ndisplay, self._on_view_changed),
             (self.viewer.layers.events.inserted, self._on_view_changed),
             (self.viewer.layers.events.removed, self._on_view_changed),
-            (self.viewer.camera.events.orientation, self._on_camera_orientation),
+            (camera_of(self.viewer).events.orientation, self._on_camera_orientation),
         ):
             ev.disconnect(cb)
         for key in list(self._overlays):
@@ -167,7 +173,7 @@ class OrientationController:
         ref, disp = found
         ras = np.asarray(ref.metadata[METADATA_KEY]["ras_affine"])
         vertical, horizontal = conventional_orientation(ras, disp, radiological=self._radiological)
-        cam = self.viewer.camera
+        cam = camera_of(self.viewer)
         if tuple(map(str, cam.orientation2d)) != (vertical, horizontal):
             cam.orientation2d = (vertical, horizontal)  # emits -> _on_camera_orientation
         else:
@@ -180,7 +186,7 @@ class OrientationController:
             return None
         ref, disp = found
         ras = np.asarray(ref.metadata[METADATA_KEY]["ras_affine"])
-        v, h = (str(o) for o in self.viewer.camera.orientation2d)
+        v, h = (str(o) for o in camera_of(self.viewer).orientation2d)
         return edge_letters(ras, disp, v, h)
 
     def _refresh_letters(self) -> None:

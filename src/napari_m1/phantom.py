@@ -50,6 +50,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TRUTH_SCHEMA = "napari-m1-phantom-truth/1"
+#: Bumped whenever the generated images change, so cached sample cases are rebuilt.
+PHANTOM_VERSION = 2
 ECHO_TIMES_MS: tuple[float, ...] = (10.0, 20.0)
 #: Default Rician noise SD (signal units): ~1.5 % of the CSF signal at TE 10 ms (882.5).
 DEFAULT_NOISE_SD = 13.0
@@ -153,12 +155,14 @@ class _Tissue:
 
 
 def _tissues(group: str) -> dict[str, _Tissue]:
-    deep_normal = _Tissue(0.82, 24.0, 0.020)
+    # The deep layer is darker than both superficial cortex and white matter at both echoes
+    # (a dark band, as the caliper's band finder expects); in ALS M1 it is darker still.
+    deep_normal = _Tissue(0.64, 19.0, 0.020)
     return {
         "outside": _Tissue(0.05, math.inf, 0.0),
         "csf": _Tissue(1.0, 80.0, 0.0),
         "superficial": _Tissue(0.85, 33.0, 0.010),
-        "deep_m1": _Tissue(0.75, 17.0, 0.060) if group == "als" else deep_normal,
+        "deep_m1": _Tissue(0.58, 17.0, 0.060) if group == "als" else deep_normal,
         "deep_other": deep_normal,
         "white_matter": _Tissue(0.70, 22.0, -0.030),
         "fiducial": _Tissue(0.90, 50.0, 0.0),
@@ -629,7 +633,7 @@ def make_phantom(
     Parameters
     ----------
     group : {"control", "als"}
-        ``"als"`` thins (2.0 -> 1.5 mm) and darkens (M0 0.82 -> 0.75, T2* 24 -> 17 ms) the
+        ``"als"`` thins (2.0 -> 1.5 mm) and darkens (M0 0.64 -> 0.58, T2* 19 -> 17 ms) the
         deep layer of the precentral gyrus, raises its susceptibility (+0.020 -> +0.060 ppm),
         lowers NAA by 25 % and raises Cho by 10 % in M1 tissue. Everything else is identical.
     seed : int

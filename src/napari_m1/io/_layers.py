@@ -78,7 +78,8 @@ def volume_to_layer_data(
     Display choices per kind: GRE grey with robust limits; phase cyclic
     (``twilight``) on [-pi, pi], hidden by default; QSM blue-white-red with limits
     symmetric about 0, half transparent; MRSI ``inferno`` blocks (nearest
-    interpolation), 40 % opaque, only the first map visible.
+    interpolation), 40 % opaque. Only the GRE is visible at first: overlays are
+    switched on by the reader (eye icon), so the anatomy is never hidden by default.
     """
     lead = (1.0,) if vol.data.ndim == 4 else ()
     zero = (0.0,) if vol.data.ndim == 4 else ()
@@ -103,6 +104,7 @@ def volume_to_layer_data(
             contrast_limits=robust_limits(vol.data, 2.0, 98.0),
             opacity=0.4,
             blending="translucent",
+            visible=False,
         )
     else:
         kwargs.update(colormap="gray", contrast_limits=robust_limits(vol.data))

@@ -170,11 +170,11 @@ def suggest_band(
 ) -> BandSuggestion:
     """Suggest the end points of the dark (deep-layer) band on a caliper profile.
 
-    Method: smooth lightly; take the darkest point within the caliper's span
-    (extended by a quarter of its length); on each side find the steepest edge
-    within ``edge_search_mm`` of it; the band level is the median between the two
+    Method: smooth lightly; take the darkest point within the caliper's span;
+    on each side find the steepest edge; the band level is the median between the two
     edges, each plateau the median 0.25–0.6 mm beyond its edge; each end point is
-    the half-level crossing at its edge.
+    the half-level crossing at its edge. Only the caliper's own span (plus a small
+    margin) is searched.
 
     Parameters
     ----------
@@ -184,8 +184,9 @@ def suggest_band(
     min_contrast : float
         Minimum plateau-minus-band difference (intensity units) on both sides.
     edge_search_mm : float, optional
-        How far from the darkest point to look for each edge; default the caliper
-        length (so the reader's line needs to be roughly right, not exact).
+        How far beyond each end of the caliper to look for the band's edges;
+        default ``max(0.4 mm, a quarter of the caliper length)`` -- the reader's
+        line must be roughly right, not exact.
     """
     from scipy.ndimage import gaussian_filter1d
 
@@ -198,14 +199,21 @@ def suggest_band(
     step = float(x[1] - x[0])
     s = gaussian_filter1d(v, max(smooth_mm / step, 0.5))
     length = profile.length_mm
-    span = (x >= -0.25 * length) & (x <= 1.25 * length)
+    # The reader's line roughly spans the band: look for the darkest point and the
+    # two edges only within the line plus a small margin, so that a neighbouring
+    # edge (e.g. CSF -> cortex, ~1 mm away) is never taken for the band's edge.
+    pad = edge_search_mm if edge_search_mm is not None else max(0.4, 0.25 * length)
+    span = (x >= -pad) & (x <= length + pad)
+    if span.sum() < 5:
+        return BandSuggestion(False, reason="caliper too short to analyse")
     i_min = int(np.flatnonzero(span)[np.argmin(s[span])])
     g = np.gradient(s, step)
-    reach = round((edge_search_mm or max(length, 0.5)) / step)
-    lo = max(1, i_min - reach)
-    hi = min(len(x) - 2, i_min + reach)
+    lo = max(1, int(np.flatnonzero(span)[0]))
+    hi = min(len(x) - 2, int(np.flatnonzero(span)[-1]))
     if i_min - lo < 2 or hi - i_min < 2:
-        return BandSuggestion(False, reason="darkest point at the end of the profile")
+        return BandSuggestion(
+            False, reason="no dark band within the caliper (darkest point at its end)"
+        )
     i_l = lo + int(np.argmin(g[lo:i_min]))  # steepest descent into the band
     i_r = i_min + int(np.argmax(g[i_min : hi + 1]))  # steepest ascent out of it
     w1, w2 = round(0.25 / step), round(0.6 / step)
