@@ -52,6 +52,7 @@ KEYMAP: dict[str, str] = {
     "Control-Z": "undo",
     "Control-Shift-Z": "redo",
 }
+EDGE_WIDTH = 0.5  # in reference pixels (the layer's data units)
 COLOURS = {"active": "#ffd400", "roi": "#00e5ff", "caliper": "#ff5cf0", "warn": "#ff3b30"}
 
 _CONTROLLERS: weakref.WeakKeyDictionary[Any, AnnotationController] = weakref.WeakKeyDictionary()
@@ -102,7 +103,8 @@ class AnnotationController:
         self.viewer = viewer
         self.protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
         self.reader = reader
-        self.default_area_mm2 = DEFAULT_ROI_AREA_MM2
+        #: ROI area chosen by the reader (mm²); None = the protocol slot's own default.
+        self.area_override_mm2: float | None = None
         self.auto_advance = True
         self.placing = False
         self.closed = False
@@ -244,6 +246,17 @@ class AnnotationController:
         """3D world point (spatial axes) of a RAS point."""
         return ras_to_world(ras, self._ras_affine(), self._ref.scale, self._ref.translate)
 
+    def ras_to_data(self, ras: Any) -> np.ndarray:
+        """Reference-grid index (the annotation layer's data coordinates) of RAS points."""
+        inv = np.linalg.inv(self._ras_affine())
+        p = np.asarray(ras, dtype=float)
+        return p @ inv[:3, :3].T + inv[:3, 3]
+
+    def data_to_ras(self, idx: Any) -> np.ndarray:
+        """RAS mm of reference-grid indices (..., 3)."""
+        r = self._ras_affine()
+        return np.asarray(idx, dtype=float) @ r[:3, :3].T + r[:3, 3]
+
     def _in_plane_axes(self) -> tuple[np.ndarray, np.ndarray]:
         r = self._ras_affine()[:3, :3]
         col, row = r[:, 2], r[:, 1]
@@ -305,7 +318,7 @@ class AnnotationController:
         s = self.protocol.slot(sid)
         if s.kind != "roi":
             raise M1Error(f"{sid} is a caliper slot: drag a line instead")
-        area = float(area_mm2 or s.area_mm2 or self.default_area_mm2)
+        area = float(area_mm2 or self.area_override_mm2 or s.area_mm2 or DEFAULT_ROI_AREA_MM2)
         r = float(np.sqrt(area / np.pi))
         col, row = self._in_plane_axes()
         centre = self.world_to_ras(world)
@@ -417,16 +430,26 @@ class AnnotationController:
         show_warning(msg)
 
     def _ensure_layer(self) -> None:
+        """The Shapes layer on the reference grid (same scale/translate: one slider step
+        per slice), so its data coordinates are reference-grid indices."""
+        ref = self._ref
+        scale, translate = tuple(ref.scale[-3:]), tuple(ref.translate[-3:])
         if self.layer is not None and self.layer in self.viewer.layers:
+            self.layer.scale, self.layer.translate = scale, translate
             return
         import pandas as pd
 
         self.layer = self.viewer.add_shapes(
             ndim=3,
             name=SHAPES_LAYER_NAME,
+            scale=scale,
+            translate=translate,
+            axis_labels=("S-I", "A-P", "R-L"),
+            units=("mm", "mm", "mm"),
             features=pd.DataFrame({"slot": pd.Series([], dtype=str)}),
+            text={"string": "{slot}", "size": 8, "color": "#ffd400", "anchor": "upper_left"},
             face_color="transparent",
-            edge_width=0.12,
+            edge_width=EDGE_WIDTH,
             metadata={METADATA_KEY: {"kind": "annotations", "protocol": self.protocol.id}},
         )
         self.layer.events.data.connect(self._on_layer_data)
@@ -436,9 +459,9 @@ class AnnotationController:
         if ann.kind == "roi":
             c = ann.centre_ras
             u, v = ann.semi_axes_ras
-            corners = [c - u - v, c + u - v, c + u + v, c - u + v]
-            return np.array([self.ras_to_world(p) for p in corners]), "ellipse"
-        return np.array([self.ras_to_world(p) for p in ann.points]), "line"
+            corners = np.array([c - u - v, c + u - v, c + u + v, c - u + v])
+            return self.ras_to_data(corners), "ellipse"
+        return self.ras_to_data(ann.points), "line"
 
     def _refresh_layer(self) -> None:
         if self.layer is None or self.annset is None:
@@ -478,7 +501,7 @@ class AnnotationController:
 
     # ------------------------------------------------------------------ view -> model
     def _annotation_from_shape(self, sid: str, verts: np.ndarray, kind: str) -> Annotation | None:
-        pts = np.array([self.world_to_ras(v) for v in np.asarray(verts)[:, -3:]])
+        pts = self.data_to_ras(np.asarray(verts, dtype=float)[:, -3:])
         old = self.annset.get(sid) if self.annset else None
         try:
             if kind == "roi":

@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 
 from .._annotate import KEYMAP, AnnotationController, get_controller
 from ..errors import M1Error
-from ..protocol import available_protocols
+from ..protocol import DEFAULT_ROI_AREA_MM2, available_protocols
 
 if TYPE_CHECKING:
     import napari
@@ -66,7 +66,11 @@ class AnnotationWidget(QWidget):
         self.area_spin.setRange(0.25, 100.0)
         self.area_spin.setDecimals(2)
         self.area_spin.setSuffix(" mm²")
-        self.area_spin.setValue(self.ctl.default_area_mm2)
+        self.area_spin.setValue(self.ctl.area_override_mm2 or DEFAULT_ROI_AREA_MM2)
+        self.area_spin.setToolTip(
+            "Area of a newly placed oval; the protocol's default is "
+            f"{DEFAULT_ROI_AREA_MM2:g} mm². The true area is always reported."
+        )
         self.advance_box = QCheckBox("After placing, go to the next missing slot")
         self.advance_box.setChecked(self.ctl.auto_advance)
 
@@ -242,7 +246,7 @@ class AnnotationWidget(QWidget):
             self._refresh()
 
     def _on_area_changed(self, value: float) -> None:
-        self.ctl.default_area_mm2 = float(value)
+        self.ctl.area_override_mm2 = float(value)
 
     def _on_advance_toggled(self, on: bool) -> None:
         self.ctl.auto_advance = bool(on)

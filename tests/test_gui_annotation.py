@@ -1,0 +1,265 @@
+"""The annotation protocol end to end in a real napari window: mouse clicks and drags on
+the canvas, the "M1 annotation" and "M1 measurements" docks, CSV export, the CLI and
+truth.json."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QEvent, QPointF, Qt
+from qtpy.QtGui import QMouseEvent
+from qtpy.QtWidgets import QApplication
+
+from napari_m1._annotate import SHAPES_LAYER_NAME
+from napari_m1._viewer import camera_of
+from napari_m1.cli import main as cli_main
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    d = Path(os.environ.get("NAPARI_M1_SCREENSHOTS", tmp_path))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _open(make_napari_viewer, case_dir, qtbot):
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1500, 950)
+    _, cw = viewer.window.add_plugin_dock_widget("napari-m1", "M1 case")
+    cw.open_case(case_dir, block=True)
+    _, aw = viewer.window.add_plugin_dock_widget("napari-m1", "M1 annotation")
+    mw = next(w for name, w in viewer.window.dock_widgets.items() if "M1 measurements" in name)
+    return viewer, aw, mw
+
+
+class Mouse:
+    """Real Qt mouse events on napari's canvas, at world points."""
+
+    def __init__(self, viewer, ctl):
+        self.viewer, self.ctl = viewer, ctl
+        self.canvas = viewer.window._qt_viewer.canvas
+
+    def goto(self, ras, zoom=24.0):
+        w = self.ctl.ras_to_world(ras)
+        cam = camera_of(self.viewer)
+        self.viewer.dims.set_point(1, w[0])
+        cam.center = tuple(w)
+        cam.zoom = zoom
+        QApplication.processEvents()
+
+    def xy(self, ras):
+        w = np.r_[0.0, self.ctl.ras_to_world(ras)]
+        view = self.canvas.view
+        disp = self.viewer.dims.displayed
+        x, y = (view.transform * view.scene.transform).map([w[disp[1]], w[disp[0]]])[:2]
+        return float(x), float(y)
+
+    def _send(self, typ, x, y, buttons):
+        ev = QMouseEvent(
+            typ,
+            QPointF(x, y),
+            QPointF(x, y),
+            Qt.MouseButton.LeftButton,
+            buttons,
+            Qt.KeyboardModifier.NoModifier,
+        )
+        QApplication.sendEvent(self.canvas.native, ev)
+
+    def click(self, ras):
+        x, y = self.xy(ras)
+        self._send(QEvent.Type.MouseButtonPress, x, y, Qt.MouseButton.LeftButton)
+        self._send(QEvent.Type.MouseButtonRelease, x, y, Qt.MouseButton.NoButton)
+        QApplication.processEvents()
+
+    def drag(self, ras1, ras2, steps=6):
+        (x1, y1), (x2, y2) = self.xy(ras1), self.xy(ras2)
+        self._send(QEvent.Type.MouseButtonPress, x1, y1, Qt.MouseButton.LeftButton)
+        for t in np.linspace(0, 1, steps):
+            self._send(
+                QEvent.Type.MouseMove,
+                x1 + t * (x2 - x1),
+                y1 + t * (y2 - y1),
+                Qt.MouseButton.LeftButton,
+            )
+        self._send(QEvent.Type.MouseButtonRelease, x2, y2, Qt.MouseButton.NoButton)
+        QApplication.processEvents()
+
+
+def _rough_caliper(region):
+    """A reader's rough line: starts 0.2 mm early, ends 0.3 mm late."""
+    p1, p2 = (np.asarray(p, float) for p in region["caliper_ras_mm"])
+    e = (p2 - p1) / np.linalg.norm(p2 - p1)
+    return p1 - 0.2 * e, p2 + 0.3 * e
+
+
+def _fill_protocol(viewer, aw, mw, truth, qtbot):
+    ctl = aw.ctl
+    mouse = Mouse(viewer, ctl)
+    aw.area_spin.setValue(0.8)  # small ovals so the check against truth is pure tissue
+    aw.place_button.setChecked(True)
+    assert ctl.placing
+    regions = {(r["area"], r["hemisphere"]): r for r in truth["regions"]}
+    for slot in ctl.protocol.slots:
+        assert ctl.active == slot.id, "auto-advance should walk the checklist in order"
+        if slot.id == "ref_precuneus_roi":
+            target = truth["reference"]["centre_ras_mm"]
+            mouse.goto(target)
+            mouse.click(target)
+            continue
+        r = regions[(slot.region, slot.hemisphere)]
+        if slot.kind == "roi":
+            mouse.goto(r["centre_ras_mm"])
+            mouse.click(r["centre_ras_mm"])
+        else:
+            p1, p2 = _rough_caliper(r)
+            mouse.goto(r["centre_ras_mm"])
+            mouse.drag(p1, p2)
+            assert ctl.annset.get(slot.id) is not None, f"{slot.id} not drawn"
+            # back to the caliper in the checklist; accept the profile's suggestion
+            aw.checklist.setCurrentRow(ctl.protocol.slot_ids.index(slot.id))
+            assert ctl.active == slot.id
+            assert mw.accept_button.isEnabled(), mw.profile_label.text()
+            qtbot.mouseClick(mw.accept_button, Qt.MouseButton.LeftButton)
+            assert ctl.annset.get(slot.id).source == "suggested"
+            qtbot.mouseClick(aw.next_button, Qt.MouseButton.LeftButton)
+    assert ctl.annset.missing() == []
+
+
+def test_fill_protocol_export_matches_cli_and_truth(
+    make_napari_viewer, phantom_case, qtbot, tmp_path, shots
+):
+    truth = json.loads((phantom_case / "truth.json").read_text())
+    viewer, aw, mw = _open(make_napari_viewer, phantom_case, qtbot)
+    ctl = aw.ctl
+    _fill_protocol(viewer, aw, mw, truth, qtbot)
+    assert aw.progress.text().startswith("17 of 17")
+    assert not ctl.hemisphere_warnings
+    layer = viewer.layers[SHAPES_LAYER_NAME]
+    assert len(layer.data) == 17
+    assert sorted(layer.features["slot"]) == sorted(ctl.protocol.slot_ids)
+
+    # screenshots of the finished protocol: hand knob with the active caliper's profile
+    hand = next(r for r in truth["regions"] if r["area"] == "hand" and r["hemisphere"] == "L")
+    ctl.active = "L_hand_caliper"
+    Mouse(viewer, ctl).goto(hand["centre_ras_mm"], zoom=10.0)
+    qtbot.wait(100)
+    viewer.window.screenshot(str(shots / "annotation_done.png"), canvas_only=False)
+
+    # export through the widget; recompute with the CLI from the autosaved annotations
+    gui_csv = aw.export_csv(tmp_path / "gui.csv")
+    cli_csv = tmp_path / "cli.csv"
+    assert (
+        cli_main(["measure", str(phantom_case), str(ctl.autosave_path), "--out", str(cli_csv)])
+        == 0
+    )
+    gui_rows = list(csv.DictReader(gui_csv.open()))
+    cli_rows = list(csv.DictReader(cli_csv.open()))
+    assert len(gui_rows) == len(cli_rows) > 17
+    for g, c in zip(gui_rows, cli_rows, strict=True):
+        for k in g:
+            if k != "exported_at_utc":
+                assert g[k] == c[k], (k, g["slot"], g[k], c[k])
+
+    # against truth.json
+    rows = gui_rows
+    ref_int = truth["reference"]["intensity"]
+    for r in truth["regions"]:
+        sid = f"{r['hemisphere']}_{r['area']}"
+        cal = next(x for x in rows if x["slot"] == f"{sid}_caliper")
+        assert float(cal["thickness_mm"]) == pytest.approx(r["deep_thickness_mm"], abs=0.1)
+        for echo in (1, 2):
+            roi = next(x for x in rows if x["slot"] == f"{sid}_roi" and x["echo"] == str(echo))
+            # noise of a mean over n voxels (4 SD) plus 1 % for partial volume at the rim
+            want = r["deep_intensity"][echo - 1]
+            tol = 4 * truth["noise_sd"] / np.sqrt(float(roi["n_voxels"])) + 0.01 * want
+            assert float(roi["mean"]) == pytest.approx(want, abs=tol)
+            assert float(roi["normalised_si"]) == pytest.approx(want / ref_int[echo - 1], rel=0.1)
+            assert float(roi["area_mm2"]) == pytest.approx(0.8)
+            assert roi["hemisphere_from_affine"] == r["hemisphere"]
+        qsm = next(x for x in rows if x["slot"] == f"{sid}_roi" and x["layer_kind"] == "qsm")
+        assert float(qsm["chi_ppm"]) == pytest.approx(r["chi_ppm"], abs=0.01)
+        ratio = next(x for x in rows if x["slot"] == f"{sid}_roi" and x["metabolite"] == "NAA/Cr")
+        assert float(ratio["mean"]) > 0
+
+
+def test_undo_redo_and_autosave_reload(make_napari_viewer, phantom_case, qtbot, tmp_path):
+    truth = json.loads((phantom_case / "truth.json").read_text())
+    viewer, aw, mw = _open(make_napari_viewer, phantom_case, qtbot)
+    ctl = aw.ctl
+    mouse = Mouse(viewer, ctl)
+    foot = next(r for r in truth["regions"] if r["area"] == "foot" and r["hemisphere"] == "L")
+    aw.place_button.setChecked(True)
+    mouse.goto(foot["centre_ras_mm"])
+    mouse.click(foot["centre_ras_mm"])  # L_foot_roi, 4 mm² default
+    roi = ctl.annset.get("L_foot_roi")
+    assert roi.area_mm2 == pytest.approx(4.0)
+    np.testing.assert_allclose(roi.centre_ras, foot["centre_ras_mm"], atol=0.05)
+    p1, p2 = _rough_caliper(foot)
+    mouse.drag(p1, p2)  # L_foot_caliper
+    assert ctl.annset.done() == ["L_foot_roi", "L_foot_caliper"]
+
+    # move the ROI with napari's own shape tools (select mode drag) -> one undoable edit
+    layer = viewer.layers[SHAPES_LAYER_NAME]
+    i = list(layer.features["slot"]).index("L_foot_roi")
+    shifted = layer.data[i] + np.array([0.0, 2.0, 0.0])  # 2 rows of 0.25 mm: 0.5 mm
+    layer.data = [shifted if j == i else d for j, d in enumerate(layer.data)]
+    moved = ctl.annset.get("L_foot_roi")
+    assert not np.allclose(moved.centre_ras, roi.centre_ras)
+    assert np.linalg.norm(moved.centre_ras - roi.centre_ras) == pytest.approx(0.5, abs=1e-6)
+
+    # delete through the widget, then undo/redo through the widget's buttons
+    ctl.active = "L_foot_caliper"
+    qtbot.mouseClick(aw.delete_button, Qt.MouseButton.LeftButton)
+    assert "L_foot_caliper" not in ctl.annset
+    assert len(layer.data) == 1
+    qtbot.mouseClick(aw.undo_button, Qt.MouseButton.LeftButton)  # undo delete
+    assert "L_foot_caliper" in ctl.annset and len(layer.data) == 2
+    qtbot.mouseClick(aw.undo_button, Qt.MouseButton.LeftButton)  # undo move
+    np.testing.assert_allclose(ctl.annset.get("L_foot_roi").centre_ras, roi.centre_ras)
+    qtbot.mouseClick(aw.redo_button, Qt.MouseButton.LeftButton)  # redo move
+    np.testing.assert_allclose(ctl.annset.get("L_foot_roi").centre_ras, moved.centre_ras)
+    rows_before = [r for r in ctl.export_rows()]
+    saved = ctl.autosave_path
+    assert saved.is_file()
+
+    # a new napari session on the same case restores the same geometry and numbers
+    viewer.close()
+    viewer2, aw2, _ = _open(make_napari_viewer, phantom_case, qtbot)
+    ctl2 = aw2.ctl
+    assert ctl2.autosave_path == saved
+    assert ctl2.annset.items == ctl.annset.items
+    rows_after = ctl2.export_rows()
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "exported_at_utc"} for r in rows]  # noqa: E731
+    assert strip(rows_after) == strip(rows_before)
+    assert len(viewer2.layers[SHAPES_LAYER_NAME].data) == 2
+
+
+def test_hemisphere_check_and_wrong_shape(make_napari_viewer, phantom_case, qtbot):
+    truth = json.loads((phantom_case / "truth.json").read_text())
+    viewer, aw, mw = _open(make_napari_viewer, phantom_case, qtbot)
+    ctl = aw.ctl
+    right_foot = next(
+        r for r in truth["regions"] if r["area"] == "foot" and r["hemisphere"] == "R"
+    )
+    aw.place_button.setChecked(True)
+    assert ctl.active == "L_foot_roi"
+    mouse = Mouse(viewer, ctl)
+    mouse.goto(right_foot["centre_ras_mm"])
+    mouse.click(right_foot["centre_ras_mm"])  # an L slot placed in the right hemisphere
+    assert "L_foot_roi" in ctl.hemisphere_warnings
+    assert "right hemisphere" in ctl.hemisphere_warnings["L_foot_roi"]
+    assert aw.checklist.item(0).text().startswith("⚠")
+    rows = [r for r in ctl.export_rows() if r["slot"] == "L_foot_roi"]
+    assert {r["hemisphere"] for r in rows} == {"L"}
+    assert {r["hemisphere_from_affine"] for r in rows} == {"R"}
+    # a zero-length caliper (a click in caliper mode) is refused, nothing is stored
+    assert ctl.active == "L_foot_caliper"
+    mouse.click(right_foot["centre_ras_mm"])
+    assert "L_foot_caliper" not in ctl.annset
