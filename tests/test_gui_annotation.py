@@ -191,7 +191,7 @@ def test_fill_protocol_export_matches_cli_and_truth(
 
 def test_undo_redo_and_autosave_reload(make_napari_viewer, phantom_case, qtbot, tmp_path):
     truth = json.loads((phantom_case / "truth.json").read_text())
-    viewer, aw, mw = _open(make_napari_viewer, phantom_case, qtbot)
+    viewer, aw, _mw = _open(make_napari_viewer, phantom_case, qtbot)
     ctl = aw.ctl
     mouse = Mouse(viewer, ctl)
     foot = next(r for r in truth["regions"] if r["area"] == "foot" and r["hemisphere"] == "L")
@@ -243,7 +243,7 @@ def test_undo_redo_and_autosave_reload(make_napari_viewer, phantom_case, qtbot, 
 
 def test_hemisphere_check_and_wrong_shape(make_napari_viewer, phantom_case, qtbot):
     truth = json.loads((phantom_case / "truth.json").read_text())
-    viewer, aw, mw = _open(make_napari_viewer, phantom_case, qtbot)
+    viewer, aw, _mw = _open(make_napari_viewer, phantom_case, qtbot)
     ctl = aw.ctl
     right_foot = next(
         r for r in truth["regions"] if r["area"] == "foot" and r["hemisphere"] == "R"
