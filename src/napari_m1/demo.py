@@ -1,9 +1,12 @@
-"""The demo: napari with the "M1 case" dock and the sample phantom loaded.
+"""The demo: napari with the napari-m1 docks and the sample phantom loaded.
 
-Headless (``--headless``) it runs a scripted session instead of waiting for the
-user: open the sample through the dock, go to the hand-knob slice, check every
-truth point's hemisphere through the viewer's geometry, and write
-``demo.png`` (the window) and ``demo_layers.csv`` / ``demo_points.csv``.
+Headless (``--headless``) it runs a scripted reading session instead of waiting
+for the user: open the sample through the "M1 case" dock, check every truth
+point's hemisphere through the viewer's geometry, fill the whole m1-7t protocol
+through the annotation controller (ovals at the deep-layer centres, rough
+calipers replaced by the profile's suggested end points), and write
+``demo.png`` (the window at the left hand knob), ``measurements.csv`` (the
+measurements schema), ``demo_points.csv`` and ``demo_layers.csv``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,28 @@ def _process_events(n: int = 5) -> None:
         QApplication.processEvents()
 
 
+def _scripted_reading(ctl: Any, truth: dict[str, Any]) -> int:
+    """Fill the protocol as a reader would, from the phantom's truth positions."""
+    import numpy as np
+
+    regions = {(r["area"], r["hemisphere"]): r for r in truth["regions"]}
+    ctl.area_override_mm2 = 1.0
+    for slot in ctl.protocol.slots:
+        if slot.id == ctl.protocol.reference_slot:
+            ctl.place_roi_at(ctl.ras_to_world(truth["reference"]["centre_ras_mm"]), slot=slot.id)
+            continue
+        r = regions[(slot.region, slot.hemisphere)]
+        if slot.kind == "roi":
+            ctl.place_roi_at(ctl.ras_to_world(r["centre_ras_mm"]), slot=slot.id)
+        else:
+            p1, p2 = (np.asarray(p, float) for p in r["caliper_ras_mm"])
+            e = (p2 - p1) / np.linalg.norm(p2 - p1)
+            ctl.place_caliper(ctl.ras_to_world(p1 - 0.2 * e), ctl.ras_to_world(p2 + 0.3 * e),
+                              slot=slot.id)
+            ctl.accept_suggestion(slot.id)
+    return len(ctl.annset.items)
+
+
 def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
     """Open napari with the plugin docked and the sample case; see the module docstring.
 
@@ -54,6 +79,7 @@ def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
     viewer = napari.Viewer(title="napari-m1 demo")
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-m1", "M1 case")
     widget.open_sample(group, block=True)
+    _dock2, ann_widget = viewer.window.add_plugin_dock_widget("napari-m1", "M1 annotation")
     truth = json.loads((phantom_case_dir(group) / "truth.json").read_text(encoding="utf-8"))
     ref = reference_layer(viewer)
     md = ref.metadata[METADATA_KEY]
@@ -68,11 +94,20 @@ def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
         return 0
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    _process_events()
-    viewer.window.resize(1500, 950)
+    n_done = _scripted_reading(ann_widget.ctl, truth)
+    ann_widget.ctl.active = "L_hand_caliper"
+    from ._viewer import camera_of
+
+    cam = camera_of(viewer)
+    cam.center = tuple(world_hand)
+    cam.zoom = 9.0
+    viewer.window.resize(1500, 1000)
     _process_events()
     shot = out_dir / "demo.png"
     viewer.window.screenshot(str(shot), canvas_only=False)
+    from .measure import write_measurements_csv
+
+    write_measurements_csv(out_dir / "measurements.csv", ann_widget.ctl.export_rows())
 
     rows = []
     ok = True
@@ -96,6 +131,8 @@ def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
     layer_rows = []
     for ly in viewer.layers:
         m = ly.metadata.get(METADATA_KEY, {})
+        if not hasattr(ly.data, "shape"):
+            continue  # the annotation layer
         layer_rows.append(
             {
                 "layer": ly.name,
@@ -109,7 +146,8 @@ def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
     write_csv(out_dir / "demo_layers.csv", layer_rows)
     letters = widget.orientation.letters()
     print(f"screenshot: {shot}")
-    print(f"csv: {out_dir / 'demo_points.csv'}, {out_dir / 'demo_layers.csv'}")
+    print(f"csv: {out_dir / 'measurements.csv'} ({n_done} annotations), "
+          f"{out_dir / 'demo_points.csv'}, {out_dir / 'demo_layers.csv'}")
     print(f"canvas letters: {letters}; hemispheres {'OK' if ok else 'MISMATCH'}")
     viewer.close()
     return 0 if ok else 1

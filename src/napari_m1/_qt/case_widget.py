@@ -123,6 +123,7 @@ class CaseWidget(QWidget):
         from .._sample_data import phantom_case_dir
 
         g = group or self.sample_group.currentText()
+        self.sample_group.setCurrentText(g)
         self._start(lambda: load_case(phantom_case_dir(g)), block=block)
 
     def _start(self, job: Any, *, block: bool) -> None:

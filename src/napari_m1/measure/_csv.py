@@ -25,13 +25,13 @@ _STR_COLS = {
 
 
 def format_cell(v: Any) -> str:
-    """CSV text of a value: empty for None/NaN/inf, repr-precision floats, ints as ints."""
+    """CSV text of a value: empty for None/NaN/inf, floats to 10 significant digits."""
     if v is None:
         return ""
     if isinstance(v, float):
         if not math.isfinite(v):
             return ""
-        return repr(v)
+        return f"{v:.10g}"
     if hasattr(v, "item"):  # numpy scalar
         return format_cell(v.item())
     return str(v)

@@ -1,0 +1,70 @@
+"""Architecture rules that a refactor could silently break."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import napari_m1
+
+PURE_MODULES = [
+    "napari_m1.geometry",
+    "napari_m1.io",
+    "napari_m1.measure",
+    "napari_m1.annotation",
+    "napari_m1.protocol",
+    "napari_m1.phantom",
+    "napari_m1.cli",
+]
+
+
+def test_pure_core_never_imports_qt(tmp_path, phantom_case):
+    """Load a case and measure it with every Qt binding made unimportable."""
+    code = textwrap.dedent(f"""
+        import importlib.abc, sys
+        BLOCK = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari._qt", "napari.qt",
+                 "vispy", "napari_m1._qt")
+        class Blocker(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.startswith(BLOCK):
+                    raise ImportError(f"blocked: {{name}}")
+        sys.meta_path.insert(0, Blocker())
+        import importlib
+        for m in {PURE_MODULES!r}:
+            importlib.import_module(m)
+        from napari_m1.io import load_case
+        from napari_m1.measure import engine_for_case
+        from napari_m1.protocol import PROTOCOLS
+        from napari_m1.annotation import caliper_annotation
+        case = load_case({str(phantom_case)!r})
+        eng = engine_for_case(case, PROTOCOLS["m1-7t"])
+        eng.update("L_hand_caliper", caliper_annotation("L_hand_caliper", [-25, -18, 51],
+                                                        [-25, -16, 51]))
+        assert eng.rows()[0]["thickness_mm"] == 2.0
+        print("PURE-OK")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert "PURE-OK" in out.stdout, out.stderr[-2000:]
+
+
+def test_qt_imports_only_under_qt_package():
+    root = Path(napari_m1.__file__).parent
+    offenders = []
+    for py in root.rglob("*.py"):
+        rel = py.relative_to(root)
+        if rel.parts[0] == "_qt":
+            continue
+        text = py.read_text(encoding="utf-8")
+        if any(s in text for s in ("from qtpy", "import qtpy", "PyQt", "PySide")):
+            offenders.append(str(rel))
+    # demo.py drives the application (processEvents) and imports qtpy lazily inside run_demo
+    assert offenders == ["demo.py"], offenders
+
+
+def test_manifest_ships_inside_the_package():
+    root = Path(napari_m1.__file__).parent
+    top = root.parents[1] / "napari.yaml"
+    assert (root / "napari.yaml").read_text() == top.read_text()
