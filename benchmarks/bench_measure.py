@@ -57,7 +57,7 @@ def build(rng: np.random.Generator):
         if s.kind == "roi":
             anns[s.id] = roi_annotation(s.id, c, [r, 0, 0], [0, r, 0])
         else:
-            anns[s.id] = caliper_annotation(s.id, c, c + [1.2, 1.5, 0])
+            anns[s.id] = caliper_annotation(s.id, c, c + np.array([1.2, 1.5, 0.0]))
     engine.set_all(anns.values())
     return engine, anns, sources, ras, mras, shape
 
@@ -69,8 +69,9 @@ def ours(engine, anns, rng, n_edits):
     times = []
     for i in range(n_edits):
         a = rois[i % len(rois)]
-        moved = replace(a, points_ras=tuple(tuple(p + np.r_[rng.normal(0, 0.3, 2), 0])
-                                            for p in a.points))
+        moved = replace(
+            a, points_ras=tuple(tuple(p + np.r_[rng.normal(0, 0.3, 2), 0]) for p in a.points)
+        )
         t0 = time.perf_counter()
         engine.update(a.slot, moved)
         rows = engine.rows()
@@ -132,14 +133,20 @@ def main() -> int:
     vol_bytes = int(np.prod(shape)) * 4
 
     mo, mb = statistics.median(t_ours), statistics.median(t_base)
-    print(f"protocol: 9 ROIs x (2 echoes + QSM + 4 MRSI + 3 ratios), 8 calipers; "
-          f"volume {shape[2]}x{shape[1]}x{shape[0]}x2 float32")
-    print(f"napari-m1 live update   median {mo * 1000:8.3f} ms  "
-          f"(p90 {np.percentile(t_ours, 90) * 1000:.3f} ms, {len(t_ours)} edits; target <= 2 ms)")
+    print(
+        f"protocol: 9 ROIs x (2 echoes + QSM + 4 MRSI + 3 ratios), 8 calipers; "
+        f"volume {shape[2]}x{shape[1]}x{shape[0]}x2 float32"
+    )
+    print(
+        f"napari-m1 live update   median {mo * 1000:8.3f} ms  "
+        f"(p90 {np.percentile(t_ours, 90) * 1000:.3f} ms, {len(t_ours)} edits; target <= 2 ms)"
+    )
     print(f"baseline to_masks+means median {mb * 1000:8.1f} ms  ({len(t_base)} runs)")
     print(f"speed-up = {mb / mo:.0f}x  (target >= 50x)")
-    print(f"peak traced allocation during edits: {peak / 1024:.0f} KiB "
-          f"({peak / vol_bytes:.4%} of one echo volume; no full-volume masks)")
+    print(
+        f"peak traced allocation during edits: {peak / 1024:.0f} KiB "
+        f"({peak / vol_bytes:.4%} of one echo volume; no full-volume masks)"
+    )
     return 0
 
 

@@ -69,6 +69,63 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from .session import Study, create_study
+
+    if args.study_command == "init":
+        readers = [r for r in args.readers.split(",")]
+        st = create_study(
+            args.study_dir,
+            args.cases,
+            readers,
+            seed=args.seed,
+            repeat_fraction=args.repeat_fraction,
+            force=args.force,
+            back_navigation=args.allow_back,
+        )
+        n = len(st.store.all_reads())
+        print(f"study {st.study_id}: {len(st.readers)} reader(s), {n} reads in {args.study_dir}")
+        st.close()
+        return 0
+    st = Study(args.study_dir)
+    try:
+        if args.study_command == "verify":
+            res = st.verify()
+            if res.ok:
+                print(
+                    f"audit log OK: {res.n_entries} entries, hash chain intact, "
+                    f"database integrity {res.integrity}"
+                )
+                return 0
+            for p in res.problems:
+                print(f"TAMPERED: {p}", file=sys.stderr)
+            print(
+                f"napari-m1: error: audit log verification failed ({len(res.problems)} "
+                "problem(s))",
+                file=sys.stderr,
+            )
+            return 1
+        if args.study_command == "export":
+            st.export_readings(args.out)
+            msg = f"wrote {args.out}"
+            if args.measurements:
+                st.export_measurements(args.measurements)
+                msg += f" and {args.measurements}"
+            print(msg)
+            return 0
+        if args.study_command == "unblind":
+            st.unblind(args.key, args.out, clinical_csv=args.clinical)
+            print(f"wrote {args.out} (unblinded; logged)")
+            return 0
+        if args.study_command == "unlock":
+            st.unlock(args.reader, args.pseudonym, args.reason)
+            print(f"unlocked {args.pseudonym} for {args.reader} (logged)")
+            return 0
+    finally:
+        st.close()
+    return 2
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -103,6 +160,43 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="measurements CSV to write")
     m.add_argument("--reader", default="", help="reader id for the rows (default: the file's)")
     m.set_defaults(func=_cmd_measure)
+
+    st = sub.add_parser("study", help="blinded multi-reader studies (coordinator)")
+    ss = st.add_subparsers(dest="study_command", required=True)
+    si = ss.add_parser("init", help="create a study from cases.csv (case_id,path)")
+    si.add_argument("study_dir")
+    si.add_argument("--cases", required=True, help="CSV with at least case_id,path")
+    si.add_argument("--readers", required=True, help="comma-separated reader ids, e.g. R1,R2")
+    si.add_argument("--seed", type=int, default=0, help="seed of the reading orders")
+    si.add_argument(
+        "--repeat-fraction",
+        type=float,
+        default=0.0,
+        help="share of cases each reader reads again, hidden (0-1)",
+    )
+    si.add_argument(
+        "--allow-back",
+        action="store_true",
+        help="let readers go back to submitted cases (read-only)",
+    )
+    si.add_argument("--force", action="store_true", help="replace an existing study")
+    sv = ss.add_parser("verify", help="check the audit log's hash chain and the database")
+    sv.add_argument("study_dir")
+    se = ss.add_parser("export", help="blinded readings CSV (and measurements)")
+    se.add_argument("study_dir")
+    se.add_argument("--out", required=True)
+    se.add_argument("--measurements", help="also write measurements CSV here")
+    su = ss.add_parser("unblind", help="join pseudonyms to case ids (coordinator only)")
+    su.add_argument("study_dir")
+    su.add_argument("--key", required=True, help="the study's cases.csv")
+    su.add_argument("--clinical", help="clinical CSV (case_id, group, ...)")
+    su.add_argument("--out", required=True)
+    sl = ss.add_parser("unlock", help="unlock a submitted read (coordinator only, logged)")
+    sl.add_argument("study_dir")
+    sl.add_argument("--reader", required=True)
+    sl.add_argument("--pseudonym", required=True)
+    sl.add_argument("--reason", required=True)
+    st.set_defaults(func=_cmd_study)
 
     d = sub.add_parser("demo", help="napari with the plugin docked and the sample case open")
     d.add_argument(

@@ -1,7 +1,7 @@
 """Pure measurement: exact-area ROI statistics, calipers, profiles, the live engine, CSV."""
 
 from ._caliper import BandSuggestion, Profile, in_plane_length, sample_profile, suggest_band
-from ._csv import read_measurements_csv, write_measurements_csv
+from ._csv import format_cell, read_measurements_csv, write_measurements_csv
 from ._engine import (
     MEASUREMENT_COLUMNS,
     MEASUREMENT_SCHEMA,
@@ -22,6 +22,7 @@ __all__ = [
     "Profile",
     "case_fingerprint_of",
     "ellipse_weights",
+    "format_cell",
     "engine_for_case",
     "in_plane_length",
     "read_measurements_csv",

@@ -1,0 +1,652 @@
+"""Blinded multi-reader studies: set-up (coordinator), reader sessions, export, audit.
+
+A study folder holds ``study.sqlite`` (see :mod:`._store`) and ``study.json``
+(the database URL and non-secret settings). Reader sessions see only their own
+rows and only pseudonyms; the case id <-> pseudonym key is read back only by the
+coordinator commands (export measurements, unblind), which are logged.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._atomic import atomic_write_text
+from ..errors import M1Error
+from ._store import GENESIS, StudyStore, audit_hash, utc_now
+
+__all__ = [
+    "ANSWER_FIELDS",
+    "LockedError",
+    "ReaderSession",
+    "Study",
+    "VerifyResult",
+    "create_study",
+    "read_cases_csv",
+]
+
+STUDY_JSON = "study.json"
+DB_NAME = "study.sqlite"
+READINGS_SCHEMA = "napari-m1/readings/1"
+#: The visual judgement form: field -> allowed values.
+ANSWER_FIELDS: dict[str, tuple[Any, ...]] = {
+    "hypointensity": (0, 1),
+    "thinning": (0, 1),
+    "als_consistent": (0, 1),
+    "confidence": (1, 2, 3, 4, 5),
+}
+DEFAULT_SETTINGS = {"back_navigation": False, "idle_threshold_s": 120.0, "protocol": "m1-7t"}
+_PSEUDO_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+class LockedError(M1Error):
+    """A submitted (locked) read cannot be changed."""
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def read_cases_csv(path: str | os.PathLike[str], *, check_paths: bool = True) -> list[dict]:
+    """Read ``cases.csv`` (at least ``case_id,path``); relative paths are relative to it.
+
+    Raises
+    ------
+    M1Error
+        Wrong encoding, missing columns, empty or duplicate ids, missing folders
+        (one line, with the CSV line number).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise M1Error(f"{p.name}: not UTF-8 text (save the CSV as UTF-8)") from None
+    except OSError as exc:
+        raise M1Error(f"{p.name}: cannot read ({exc.strerror})") from None
+    rd = csv.DictReader(io.StringIO(text))
+    cols = [c.strip() for c in (rd.fieldnames or [])]
+    missing = [c for c in ("case_id", "path") if c not in cols]
+    if missing:
+        raise M1Error(
+            f"{p.name}, line 1: missing column(s) {', '.join(missing)} "
+            f"(found: {', '.join(cols) or 'none'})"
+        )
+    out, seen = [], {}
+    for lineno, rec in enumerate(rd, start=2):
+        rec = {(k or "").strip(): (v or "").strip() for k, v in rec.items() if k is not None}
+        cid, cpath = rec.get("case_id", ""), rec.get("path", "")
+        if not cid:
+            raise M1Error(f"{p.name}, line {lineno}: empty case_id")
+        if cid in seen:
+            raise M1Error(
+                f"{p.name}, line {lineno}: duplicate case_id {cid!r} (first on line {seen[cid]})"
+            )
+        seen[cid] = lineno
+        if not cpath:
+            raise M1Error(f"{p.name}, line {lineno}: empty path for case {cid!r}")
+        folder = Path(cpath) if Path(cpath).is_absolute() else (p.parent / cpath)
+        if check_paths and not folder.is_dir():
+            raise M1Error(f"{p.name}, line {lineno}: case folder for {cid!r} not found")
+        out.append({"case_id": cid, "path": str(folder.resolve())})
+    if not out:
+        raise M1Error(f"{p.name}: no cases")
+    return out
+
+
+def _pseudonym(taken: set[str]) -> str:
+    while True:
+        p = "M1-" + "".join(secrets.choice(_PSEUDO_ALPHABET) for _ in range(6))
+        if p not in taken:
+            taken.add(p)
+            return p
+
+
+def _reader_rng(seed: int, reader: str) -> np.random.Generator:
+    h = int.from_bytes(hashlib.sha256(reader.encode()).digest()[:8], "big")
+    return np.random.default_rng([seed, h])
+
+
+def create_study(
+    study_dir: str | os.PathLike[str],
+    cases_csv: str | os.PathLike[str],
+    readers: Sequence[str],
+    *,
+    seed: int = 0,
+    repeat_fraction: float = 0.0,
+    force: bool = False,
+    back_navigation: bool = False,
+    protocol: str = "m1-7t",
+) -> Study:
+    """Create a study (coordinator). See ``napari-m1 study init --help``.
+
+    Each case gets a random pseudonym (``secrets``; not derived from id or path);
+    each reader an independent order seeded by ``seed`` and the reader id; a hidden
+    repeat read of ``repeat_fraction`` of the cases is appended to each reader's
+    list under a new pseudonym.
+    """
+    d = Path(study_dir)
+    rds = [r.strip() for r in readers if r.strip()]
+    if not rds:
+        raise M1Error("a study needs at least one reader")
+    if len(set(rds)) != len(rds):
+        raise M1Error(f"duplicate reader id in {', '.join(rds)}")
+    for r in rds:
+        if not all(ch.isalnum() or ch in "-_." for ch in r):
+            raise M1Error(f"reader id {r!r}: use letters, digits, '-', '_' or '.'")
+    if not 0.0 <= repeat_fraction <= 1.0:
+        raise M1Error(f"--repeat-fraction must be between 0 and 1, got {repeat_fraction}")
+    cases = read_cases_csv(cases_csv)
+    db = d / DB_NAME
+    if (d / STUDY_JSON).exists() or db.exists():
+        if not force:
+            raise M1Error(f"{d.name}: a study exists here already (use --force to replace it)")
+        for f in (db, d / (DB_NAME + "-wal"), d / (DB_NAME + "-shm"), d / STUDY_JSON):
+            f.unlink(missing_ok=True)
+    d.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{db}"
+    store = StudyStore(url, create=True)
+    study_id = "S-" + secrets.token_hex(4)
+    settings = dict(DEFAULT_SETTINGS, back_navigation=bool(back_navigation), protocol=protocol)
+    taken: set[str] = set()
+    t = store.t
+    with store.tx() as c:
+        store.set_meta(c, "study_id", study_id)
+        store.set_meta(c, "settings", json.dumps(settings))
+        for i, case in enumerate(cases, start=1):
+            c.execute(
+                t["cases"]
+                .insert()
+                .values(
+                    case_key=i,
+                    case_id=case["case_id"],
+                    path=case["path"],
+                    pseudonym=_pseudonym(taken),
+                )
+            )
+        pseudo = {
+            i: p
+            for i, p in enumerate(
+                [
+                    r["pseudonym"]
+                    for r in c.execute(
+                        t["cases"].select().order_by(t["cases"].c.case_key)
+                    ).mappings()
+                ],
+                start=1,
+            )
+        }
+        n_rep = round(repeat_fraction * len(cases))
+        for reader in rds:
+            c.execute(t["readers"].insert().values(reader=reader))
+            rng = _reader_rng(seed, reader)
+            order = [int(k) + 1 for k in rng.permutation(len(cases))]
+            rows = [
+                dict(
+                    reader=reader,
+                    case_key=k,
+                    pseudonym=pseudo[k],
+                    read_no=n,
+                    is_repeat=0,
+                    repeat_of=None,
+                )
+                for n, k in enumerate(order, start=1)
+            ]
+            for k in rng.choice(order, n_rep, replace=False) if n_rep else []:
+                rows.append(
+                    dict(
+                        reader=reader,
+                        case_key=int(k),
+                        pseudonym=_pseudonym(taken),
+                        read_no=len(rows) + 1,
+                        is_repeat=1,
+                        repeat_of=pseudo[int(k)],
+                    )
+                )
+            c.execute(t["reads"].insert(), rows)
+        store.append_audit(
+            c,
+            "coordinator",
+            "study_init",
+            None,
+            n_cases=len(cases),
+            readers=rds,
+            seed=seed,
+            repeat_fraction=repeat_fraction,
+        )
+    store.dispose()
+    atomic_write_text(
+        d / STUDY_JSON,
+        json.dumps(
+            {"format": "napari-m1-study/1", "study_id": study_id, "database": DB_NAME}, indent=2
+        ),
+    )
+    return Study(d)
+
+
+# ----------------------------------------------------------------------------- opening
+
+
+def _open_store(study_dir: str | os.PathLike[str]) -> tuple[Path, StudyStore, dict[str, Any]]:
+    d = Path(study_dir)
+    sj = d / STUDY_JSON
+    if not sj.is_file():
+        raise M1Error(f"{d.name}: not a napari-m1 study folder (no {STUDY_JSON})")
+    try:
+        info = json.loads(sj.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise M1Error(f"{d.name}: {STUDY_JSON} is malformed") from None
+    url = info.get("database_url") or f"sqlite:///{d / info.get('database', DB_NAME)}"
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        raise M1Error(f"{d.name}: study database missing")
+    store = StudyStore(url)
+    settings = dict(DEFAULT_SETTINGS, **json.loads(store.get_meta("settings", "{}") or "{}"))
+    return d, store, settings
+
+
+@dataclass(frozen=True)
+class ReadInfo:
+    """What a reader may know about one of their reads."""
+
+    read_no: int
+    pseudonym: str
+    status: str
+    locked: bool
+
+
+class ReaderSession:
+    """One reader's view of a study: only their reads, only pseudonyms.
+
+    Every method that changes something commits at once (with its audit entry).
+    Asking for a read that is not this reader's raises :class:`M1Error`.
+    """
+
+    def __init__(self, study_dir: str | os.PathLike[str], reader: str) -> None:
+        self.dir, self.store, self.settings = _open_store(study_dir)
+        if reader not in self.store.readers():
+            self.store.dispose()
+            raise M1Error(f"reader {reader!r} is not in this study")
+        self.reader = reader
+        self.study_id = self.store.get_meta("study_id", "") or ""
+
+    def close(self) -> None:
+        """Release the database."""
+        self.store.dispose()
+
+    # ------------------------------------------------------------------ reads
+    def reads(self) -> list[ReadInfo]:
+        """This reader's reads in order."""
+        return [
+            ReadInfo(r["read_no"], r["pseudonym"], r["status"], bool(r["locked"]))
+            for r in self.store.reads_of(self.reader)
+        ]
+
+    def _row(self, pseudonym: str) -> dict[str, Any]:
+        row = self.store.read_of(self.reader, pseudonym)
+        if row is None:
+            raise M1Error(f"no read {pseudonym!r} for reader {self.reader!r}")
+        return row
+
+    def resume_point(self) -> ReadInfo | None:
+        """Where to continue: the first read not yet submitted (None when all are)."""
+        for r in self.reads():
+            if r.status != "submitted":
+                return r
+        return None
+
+    def can_open(self, pseudonym: str) -> bool:
+        """Back-navigation rule: submitted reads reopen (read-only) only if the study allows."""
+        row = self._row(pseudonym)
+        return row["status"] != "submitted" or bool(self.settings["back_navigation"])
+
+    def open_read(self, pseudonym: str) -> ReadInfo:
+        """Start or resume a read (logged)."""
+        row = self._row(pseudonym)
+        if not self.can_open(pseudonym):
+            raise M1Error(f"{pseudonym} is submitted; going back is not allowed in this study")
+        r = self.store.t["reads"]
+        with self.store.tx() as c:
+            if row["status"] == "not_started":
+                c.execute(
+                    r.update()
+                    .where(r.c.read_id == row["read_id"])
+                    .values(status="in_progress", opened_at=utc_now())
+                )
+            self.store.append_audit(c, self.reader, "open", pseudonym)
+        row = self._row(pseudonym)
+        return ReadInfo(row["read_no"], pseudonym, row["status"], bool(row["locked"]))
+
+    def case_folder(self, pseudonym: str) -> Path:
+        """The case folder to load (internal: never show it)."""
+        return Path(self.store.case_path_of_read(self._row(pseudonym)["read_id"]))
+
+    def is_locked(self, pseudonym: str) -> bool:
+        """True once submitted (until the coordinator unlocks)."""
+        return bool(self._row(pseudonym)["locked"])
+
+    def _refuse_if_locked(self, row: dict[str, Any], what: str) -> None:
+        if row["locked"]:
+            with self.store.tx() as c:
+                self.store.append_audit(c, self.reader, "refused", row["pseudonym"], attempt=what)
+            raise LockedError(f"{row['pseudonym']} is submitted and locked; {what} refused")
+
+    # ------------------------------------------------------------------ answers
+    def answers(self, pseudonym: str) -> dict[str, Any]:
+        """The form's answers (None where not answered yet) and the comment."""
+        row = self._row(pseudonym)
+        return {k: row[k] for k in (*ANSWER_FIELDS, "comment")}
+
+    def set_answer(self, pseudonym: str, field: str, value: Any) -> None:
+        """Store one answer (validated) and log it."""
+        row = self._row(pseudonym)
+        self._refuse_if_locked(row, f"changing {field}")
+        if field == "comment":
+            value = str(value or "")
+        elif field in ANSWER_FIELDS:
+            if value is not None:
+                value = int(value)
+                if value not in ANSWER_FIELDS[field]:
+                    raise M1Error(f"{field} must be one of {ANSWER_FIELDS[field]}, got {value}")
+        else:
+            raise M1Error(f"unknown answer field {field!r}")
+        r = self.store.t["reads"]
+        with self.store.tx() as c:
+            c.execute(
+                r.update()
+                .where(r.c.read_id == row["read_id"])
+                .values(
+                    {
+                        field: value,
+                        "status": "in_progress"
+                        if row["status"] == "not_started"
+                        else row["status"],
+                    }
+                )
+            )
+            self.store.append_audit(c, self.reader, "answer", pseudonym, field=field, value=value)
+
+    # ------------------------------------------------------------------ annotations
+    def annotations(self, pseudonym: str) -> list[dict[str, Any]]:
+        """Stored annotation dicts (the :class:`~napari_m1.annotation.Annotation` JSON form)."""
+        return self.store.annotations_of_read(self._row(pseudonym)["read_id"])
+
+    def save_annotation(
+        self, pseudonym: str, slot: str, data: dict[str, Any] | None, action: str = "edit"
+    ) -> None:
+        """Upsert (``data``) or delete (``None``) one slot's annotation, logged."""
+        row = self._row(pseudonym)
+        self._refuse_if_locked(row, f"annotation change of {slot}")
+        a = self.store.t["annotations"]
+        with self.store.tx() as c:
+            c.execute(a.delete().where(a.c.read_id == row["read_id"], a.c.slot == slot))
+            if data is not None:
+                c.execute(
+                    a.insert().values(
+                        read_id=row["read_id"],
+                        slot=slot,
+                        data=json.dumps(data),
+                        modified_at=utc_now(),
+                    )
+                )
+            if row["status"] == "not_started":
+                r = self.store.t["reads"]
+                c.execute(
+                    r.update().where(r.c.read_id == row["read_id"]).values(status="in_progress")
+                )
+            self.store.append_audit(
+                c,
+                self.reader,
+                "annotation",
+                pseudonym,
+                slot=slot,
+                action=action,
+                deleted=data is None,
+                digest=hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+                if data
+                else "",
+            )
+
+    # ------------------------------------------------------------------ time, submit
+    def add_active_time(self, pseudonym: str, seconds: float) -> None:
+        """Add active reading time (the widget counts only non-idle intervals)."""
+        if seconds <= 0 or not math.isfinite(seconds):
+            return
+        row = self._row(pseudonym)
+        if row["locked"]:
+            return
+        r = self.store.t["reads"]
+        with self.store.tx() as c:
+            c.execute(
+                r.update()
+                .where(r.c.read_id == row["read_id"])
+                .values(active_time_s=r.c.active_time_s + float(seconds))
+            )
+
+    def missing_answers(self, pseudonym: str) -> list[str]:
+        """Required form fields still unanswered."""
+        ans = self.answers(pseudonym)
+        return [f for f in ANSWER_FIELDS if ans[f] is None]
+
+    def submit(self, pseudonym: str) -> None:
+        """Submit and lock the read (every form field must be answered)."""
+        row = self._row(pseudonym)
+        self._refuse_if_locked(row, "submitting again")
+        missing = self.missing_answers(pseudonym)
+        if missing:
+            raise M1Error(f"answer {', '.join(missing)} before submitting")
+        r = self.store.t["reads"]
+        with self.store.tx() as c:
+            c.execute(
+                r.update()
+                .where(r.c.read_id == row["read_id"])
+                .values(status="submitted", locked=1, submitted_at=utc_now())
+            )
+            self.store.append_audit(c, self.reader, "submit", pseudonym)
+
+
+# ----------------------------------------------------------------------------- coordinator
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of :meth:`Study.verify`."""
+
+    ok: bool
+    n_entries: int
+    problems: tuple[str, ...]
+    integrity: str
+
+
+class Study:
+    """Coordinator access to a study folder (unlock, export, unblind, verify)."""
+
+    def __init__(self, study_dir: str | os.PathLike[str]) -> None:
+        self.dir, self.store, self.settings = _open_store(study_dir)
+        self.study_id = self.store.get_meta("study_id", "") or ""
+
+    def close(self) -> None:
+        """Release the database."""
+        self.store.dispose()
+
+    @property
+    def readers(self) -> list[str]:
+        """Reader ids."""
+        return self.store.readers()
+
+    def unlock(self, reader: str, pseudonym: str, reason: str) -> None:
+        """Unlock a submitted read so the reader can change it (logged with the reason)."""
+        if not reason.strip():
+            raise M1Error("give a reason for unlocking")
+        row = self.store.read_of(reader, pseudonym)
+        if row is None:
+            raise M1Error(f"no read {pseudonym!r} for reader {reader!r}")
+        r = self.store.t["reads"]
+        with self.store.tx() as c:
+            c.execute(
+                r.update()
+                .where(r.c.read_id == row["read_id"])
+                .values(locked=0, status="in_progress")
+            )
+            self.store.append_audit(
+                c, "coordinator", "unlock", pseudonym, reader=reader, reason=reason
+            )
+
+    def verify(self) -> VerifyResult:
+        """Re-compute the audit hash chain; report every broken link."""
+        problems = []
+        prev = GENESIS
+        rows = self.store.audit_rows()
+        for i, r in enumerate(rows, start=1):
+            if r["seq"] != i:
+                problems.append(f"entry {i}: sequence number {r['seq']} (entries missing?)")
+            if r["prev_hash"] != prev:
+                problems.append(f"entry {r['seq']}: previous-hash link broken")
+            h = audit_hash(
+                r["prev_hash"],
+                r["seq"],
+                r["at"],
+                r["actor"],
+                r["event"],
+                r["pseudonym"],
+                r["details"],
+            )
+            if h != r["hash"]:
+                problems.append(
+                    f"entry {r['seq']} ({r['event']}): content does not match its hash (edited)"
+                )
+            prev = r["hash"]
+        integ = self.store.integrity_check()
+        if integ != "ok":
+            problems.append(f"database integrity check: {integ}")
+        return VerifyResult(not problems, len(rows), tuple(problems), integ)
+
+    def _log(self, event: str, **details: Any) -> None:
+        with self.store.tx() as c:
+            self.store.append_audit(c, "coordinator", event, None, **details)
+
+    # ------------------------------------------------------------------ export
+    def readings_rows(self) -> list[dict[str, Any]]:
+        """Blinded readings (the readings schema, without case_id)."""
+        out = []
+        for r in self.store.all_reads():
+            out.append(
+                {
+                    "schema": READINGS_SCHEMA,
+                    "study_id": self.study_id,
+                    "reader": r["reader"],
+                    "pseudonym": r["pseudonym"],
+                    "read_no": r["read_no"],
+                    "is_repeat": r["is_repeat"],
+                    "repeat_of": r["repeat_of"] or "",
+                    "status": r["status"],
+                    **{k: r[k] for k in ANSWER_FIELDS},
+                    "comment": r["comment"],
+                    "active_time_s": round(float(r["active_time_s"]), 3),
+                    "opened_at_utc": r["opened_at"] or "",
+                    "submitted_at_utc": r["submitted_at"] or "",
+                    "_case_id": r["case_id"],
+                    "_path": r["path"],
+                    "_read_id": r["read_id"],
+                }
+            )
+        return out
+
+    def export_readings(self, out: str | os.PathLike[str]) -> Path:
+        """Write the blinded readings.csv (logged)."""
+        rows = [_public(r) for r in self.readings_rows()]
+        path = _write_rows(out, rows)
+        self._log("export", what="readings", rows=len(rows))
+        return path
+
+    def export_measurements(self, out: str | os.PathLike[str]) -> Path:
+        """Recompute every read's measurements from its stored annotations (blinded labels)."""
+        from ..annotation import Annotation
+        from ..io import load_case
+        from ..measure import engine_for_case, write_measurements_csv
+        from ..protocol import get_protocol
+
+        proto = get_protocol(self.settings["protocol"])
+        rows: list[dict[str, Any]] = []
+        cache: dict[str, Any] = {}
+        for r in self.readings_rows():
+            anns = self.store.annotations_of_read(r["_read_id"])
+            if not anns:
+                continue
+            case = cache.get(r["_path"]) or load_case(r["_path"])
+            cache = {r["_path"]: case}  # keep one case in memory
+            case.files.label = r["pseudonym"]
+            eng = engine_for_case(case, proto, reader=r["reader"])
+            eng.set_all(
+                Annotation(**{**a, "points_ras": tuple(map(tuple, a["points_ras"]))}) for a in anns
+            )
+            rows.extend(eng.rows())
+        path = write_measurements_csv(out, rows)
+        self._log("export", what="measurements", rows=len(rows))
+        return path
+
+    def unblind(
+        self,
+        key_csv: str | os.PathLike[str],
+        out: str | os.PathLike[str],
+        *,
+        clinical_csv: str | os.PathLike[str] | None = None,
+    ) -> Path:
+        """Join pseudonyms back to case ids (and clinical columns); coordinator only, logged.
+
+        The key must list the same case ids as the study.
+        """
+        key = {c["case_id"] for c in read_cases_csv(key_csv, check_paths=False)}
+        ours = {c["case_id"] for c in self.store.cases()}
+        if key != ours:
+            raise M1Error(
+                f"{Path(key_csv).name}: case ids do not match this study "
+                f"({len(key ^ ours)} differ)"
+            )
+        clinical: dict[str, dict[str, str]] = {}
+        extra_cols: list[str] = []
+        if clinical_csv is not None:
+            cp = Path(clinical_csv)
+            try:
+                rd = csv.DictReader(io.StringIO(cp.read_text(encoding="utf-8-sig")))
+            except UnicodeDecodeError:
+                raise M1Error(f"{cp.name}: not UTF-8 text") from None
+            if "case_id" not in (rd.fieldnames or []):
+                raise M1Error(f"{cp.name}, line 1: missing column case_id")
+            extra_cols = [c for c in rd.fieldnames or [] if c != "case_id"]
+            for rec in rd:
+                clinical[rec["case_id"].strip()] = rec
+        rows = []
+        for r in self.readings_rows():
+            row = _public(r)
+            row["case_id"] = r["_case_id"]
+            for c in extra_cols:
+                row[c] = clinical.get(r["_case_id"], {}).get(c, "")
+            rows.append(row)
+        path = _write_rows(out, rows)
+        self._log("unblind", rows=len(rows), clinical=bool(clinical_csv))
+        return path
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def _write_rows(out: str | os.PathLike[str], rows: list[dict[str, Any]]) -> Path:
+    from ..measure import format_cell
+
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: format_cell(v) for k, v in r.items()})
+    return atomic_write_text(out, buf.getvalue())
