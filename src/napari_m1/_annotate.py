@@ -22,7 +22,6 @@ from ._paths import user_data_dir
 from ._viewer import m1_layers, reference_layer
 from .annotation import (
     Annotation,
-    AnnotationFileError,
     AnnotationSet,
     Change,
     caliper_annotation,
@@ -67,6 +66,48 @@ def get_controller(viewer: Any, **kwargs: Any) -> AnnotationController:
     return ctl
 
 
+class FilePersistence:
+    """Annotations autosaved to a JSON Lines file (atomic writes)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def load(self, case: dict[str, Any], protocol: Protocol) -> dict[str, Annotation]:
+        """Stored annotations (empty when the file does not exist yet)."""
+        if not self.path.is_file():
+            return {}
+        return dict(load_annotations(self.path, case=case, protocol=protocol).items)
+
+    def save(self, annset: AnnotationSet, change: Change) -> None:
+        """Rewrite the file with the current state."""
+        save_annotations(self.path, annset)
+
+
+class SessionPersistence:
+    """Annotations stored in a study's database for one read (each change committed)."""
+
+    def __init__(self, session: Any, pseudonym: str) -> None:
+        self.session = session
+        self.pseudonym = pseudonym
+
+    def load(self, case: dict[str, Any], protocol: Protocol) -> dict[str, Annotation]:
+        """The read's stored annotations."""
+        out = {}
+        for d in self.session.annotations(self.pseudonym):
+            a = Annotation(**{**d, "points_ras": tuple(tuple(p) for p in d["points_ras"])})
+            out[a.slot] = a
+        return out
+
+    def save(self, annset: AnnotationSet, change: Change) -> None:
+        """Upsert or delete the changed slot."""
+        self.session.save_annotation(
+            self.pseudonym,
+            change.slot,
+            change.after.to_json() if change.after is not None else None,
+            change.action,
+        )
+
+
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "case"
 
@@ -98,6 +139,7 @@ class AnnotationController:
         protocol: Protocol | str = "m1-7t",
         reader: str = "",
         autosave_path: str | Path | None = None,
+        persistence: Any = None,
         bind_keys: bool = True,
     ) -> None:
         self.viewer = viewer
@@ -110,7 +152,8 @@ class AnnotationController:
         self.closed = False
         self.hemisphere_warnings: dict[str, str] = {}
         self._autosave_override = Path(autosave_path) if autosave_path else None
-        self.autosave_path: Path | None = None
+        self._persistence_override = persistence
+        self.persistence: Any = None
         self.annset: AnnotationSet | None = None
         self.engine: MeasurementEngine | None = None
         self.layer: Any = None
@@ -163,19 +206,20 @@ class AnnotationController:
         self.engine = MeasurementEngine(
             sources, self.protocol, case_label=label, reader=self.reader
         )
-        self.autosave_path = self._autosave_override or (
-            user_data_dir()
-            / "annotations"
-            / f"{_safe(label)}-{fp['hash']}"
-            / f"{_safe(self.reader or 'default')}-{self.protocol.id}.m1ann.jsonl"
+        self.persistence = self._persistence_override or FilePersistence(
+            self._autosave_override
+            or (
+                user_data_dir()
+                / "annotations"
+                / f"{_safe(label)}-{fp['hash']}"
+                / f"{_safe(self.reader or 'default')}-{self.protocol.id}.m1ann.jsonl"
+            )
         )
         annset = AnnotationSet(self.protocol, fp, self.reader)
-        if self.autosave_path.is_file():
-            try:
-                loaded = load_annotations(self.autosave_path, case=fp, protocol=self.protocol)
-                annset.items = dict(loaded.items)
-            except AnnotationFileError as exc:
-                self._warn(f"autosave not restored: {exc}")
+        try:
+            annset.items = self.persistence.load(fp, self.protocol)
+        except (M1Error, ValueError, TypeError, KeyError) as exc:
+            self._warn(f"stored annotations not restored: {exc}")
         self.annset = annset
         self.engine.set_all(annset.items.values())
         annset.subscribe(self._on_model_change)
@@ -188,10 +232,26 @@ class AnnotationController:
         self.measurements_changed.emit()
         return True
 
+    @property
+    def autosave_path(self) -> Path | None:
+        """The autosave file (None when annotations go to a study database)."""
+        return getattr(self.persistence, "path", None)
+
     def reconfigure(
-        self, *, protocol: Protocol | str | None = None, reader: str | None = None
+        self,
+        *,
+        protocol: Protocol | str | None = None,
+        reader: str | None = None,
+        persistence: Any = "keep",
+        locked: bool = False,
     ) -> None:
-        """Switch protocol and/or reader; reloads that combination's autosave."""
+        """Switch protocol, reader and/or storage; reloads that combination's annotations.
+
+        ``persistence``: a FilePersistence/SessionPersistence, ``None`` for the default
+        per-user autosave file, or ``"keep"``. ``locked`` makes the set read-only.
+        """
+        if persistence != "keep":
+            self._persistence_override = persistence
         if protocol is not None:
             self.protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
         if reader is not None:
@@ -206,12 +266,29 @@ class AnnotationController:
         if self.layer is not None:
             self.layer.metadata[METADATA_KEY]["protocol"] = self.protocol.id
         self.attach_case()
+        if self.annset is not None:
+            self.annset.locked = bool(locked)
+
+    def detach(self) -> None:
+        """Forget the case (its layers are being removed): no model, no shapes."""
+        if self.annset is not None:
+            self.annset.unsubscribe(self._on_model_change)
+        self.annset = None
+        self.engine = None
+        self._ref = None
+        self._drag_preview.clear()
+        self.hemisphere_warnings.clear()
+        if self.layer is not None and self.layer in self.viewer.layers:
+            self.viewer.layers.remove(self.layer)
+        self.layer = None
+        self.case_changed.emit()
 
     def save_as(self, path: str | Path) -> Path:
         """Save to a chosen file and keep autosaving there."""
         aset = self._require()
-        self._autosave_override = self.autosave_path = Path(path)
-        return save_annotations(self.autosave_path, aset)
+        self._autosave_override = Path(path)
+        self.persistence = FilePersistence(path)
+        return save_annotations(path, aset)
 
     def open_file(self, path: str | Path) -> None:
         """Load an annotations file onto this case (checked against it); not undoable."""
@@ -390,9 +467,15 @@ class AnnotationController:
         if self.engine is not None:
             self.engine.update(change.slot, change.after)
         self._check_hemisphere(change.after)
-        if self.autosave_path is not None and self.annset is not None:
+        if self.persistence is not None and self.annset is not None:
             try:
-                save_annotations(self.autosave_path, self.annset)
+                self.persistence.save(self.annset, change)
+            except M1Error as exc:  # e.g. a locked read: take the change back
+                self.annset.apply(
+                    change.inverse(), record=False
+                ) if not self.annset.locked else None
+                self._warn(str(exc))
+                return
             except OSError as exc:
                 self._warn(f"autosave failed: {exc}")
         self._refresh_layer()

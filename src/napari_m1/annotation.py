@@ -210,6 +210,8 @@ class AnnotationSet:
     case: dict[str, Any]
     reader: str = ""
     items: dict[str, Annotation] = field(default_factory=dict)
+    #: A submitted read: every change is refused.
+    locked: bool = False
     _undo: list[Change] = field(default_factory=list, repr=False)
     _redo: list[Change] = field(default_factory=list, repr=False)
     _listeners: list[Callable[[Change], None]] = field(default_factory=list, repr=False)
@@ -256,6 +258,8 @@ class AnnotationSet:
 
     def apply(self, change: Change, *, record: bool = True) -> Change:
         """Apply a change, record it for undo (clearing redo), notify listeners."""
+        if self.locked:
+            raise M1Error("this read is submitted and locked; annotations cannot change")
         if change.after is not None:
             self._check(change.after)
         if change.after is None:

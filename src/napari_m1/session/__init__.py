@@ -1,5 +1,6 @@
 """Blinded multi-reader studies: the store, reader sessions, coordinator tools (no Qt)."""
 
+from ._blind import ActiveTimer, Redactor, blind_case, identifying_tokens
 from ._store import SCHEMA_VERSION, StudyStore
 from ._study import (
     ANSWER_FIELDS,
@@ -15,12 +16,16 @@ from ._study import (
 __all__ = [
     "ANSWER_FIELDS",
     "SCHEMA_VERSION",
+    "ActiveTimer",
     "LockedError",
     "ReadInfo",
     "ReaderSession",
+    "Redactor",
     "Study",
     "StudyStore",
     "VerifyResult",
+    "blind_case",
     "create_study",
+    "identifying_tokens",
     "read_cases_csv",
 ]

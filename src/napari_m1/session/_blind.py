@@ -1,0 +1,102 @@
+"""Blinding helpers: redact identifiers from text and logs; count active reading time."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["ActiveTimer", "Redactor", "identifying_tokens"]
+
+REDACTED = "[case]"
+
+
+def identifying_tokens(case_folder: str | Path, extra: Iterable[str] = ()) -> list[str]:
+    """Strings that would identify a case: its path, folder names, file names and stems."""
+    p = Path(case_folder)
+    toks: set[str] = {str(p), str(p.resolve())}
+    toks.update(part for part in p.resolve().parts[-3:] if len(part) >= 3)
+    if p.is_dir():
+        for f in p.rglob("*"):
+            if f.name.startswith("."):
+                continue
+            toks.add(f.name)
+            stem = f.name.split(".")[0]
+            toks.add(stem)
+            toks.update(m for m in re.findall(r"sub-[A-Za-z0-9]+", stem))
+            toks.update(m[4:] for m in re.findall(r"sub-[A-Za-z0-9]{3,}", stem))
+    toks.update(t for t in extra if t)
+    return sorted(
+        (t for t in toks if len(t) >= 3 and t not in ("/", "anat")), key=len, reverse=True
+    )
+
+
+class Redactor(logging.Filter):
+    """Replaces identifying tokens in text; as a logging filter, in every record it sees."""
+
+    def __init__(self, tokens: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.set_tokens(tokens)
+
+    def set_tokens(self, tokens: Iterable[str]) -> None:
+        """Replace the token list (longest first, so paths go before their parts)."""
+        toks = sorted({t for t in tokens if t}, key=len, reverse=True)
+        self._re = re.compile("|".join(re.escape(t) for t in toks)) if toks else None
+
+    def redact(self, text: str) -> str:
+        """``text`` with every token replaced by ``[case]``."""
+        if self._re is None or not text:
+            return text
+        return self._re.sub(REDACTED, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redact(record.getMessage())
+        record.args = ()
+        return True
+
+
+class ActiveTimer:
+    """Active time from activity events: gaps longer than ``idle_s`` count as idle.
+
+    ``touch(t)`` (monotonic seconds) returns the active seconds added since the last
+    touch: the whole gap when it is at most ``idle_s``, nothing otherwise (a lunch break
+    is not reading time).
+    """
+
+    def __init__(self, idle_s: float = 120.0) -> None:
+        self.idle_s = float(idle_s)
+        self._last: float | None = None
+        self.pending = 0.0
+
+    def touch(self, t: float) -> float:
+        """Record activity at time ``t``; returns the active seconds this adds."""
+        added = 0.0
+        if self._last is not None:
+            gap = t - self._last
+            if 0 < gap <= self.idle_s:
+                added = gap
+        self._last = t
+        self.pending += added
+        return added
+
+    def take(self) -> float:
+        """Accumulated, not yet stored active seconds (and reset them)."""
+        out, self.pending = self.pending, 0.0
+        return out
+
+    def reset(self) -> None:
+        """Forget the last activity (a new case starts)."""
+        self._last = None
+        self.pending = 0.0
+
+
+def blind_case(case: object, pseudonym: str, redactor: Redactor) -> object:
+    """Make a loaded :class:`napari_m1.io.Case` safe to show: pseudonym label, no file
+    names in layer metadata, identifiers redacted from warnings. Returns the same object."""
+    files = case.files  # type: ignore[attr-defined]
+    files.label = pseudonym
+    for vol in case.volumes:  # type: ignore[attr-defined]
+        vol.sources = []
+        vol.warnings = [redactor.redact(w) for w in vol.warnings]
+    return case
