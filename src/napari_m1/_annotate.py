@@ -297,11 +297,20 @@ class AnnotationController:
         aset.replace_all(loaded.items.values())
 
     def _on_layers_changed(self, event: Any = None) -> None:
+        self._keep_on_top()
         if self.annset is None or reference_layer(self.viewer) is not self._ref:
             layer = getattr(event, "value", None)
             if layer is not None and layer is self.layer:
                 return
             self.attach_case()
+
+    def _keep_on_top(self) -> None:
+        """The annotation layer stays above the images (maps added later included)."""
+        layers = self.viewer.layers
+        if self.layer is not None and self.layer in layers:
+            i = layers.index(self.layer)
+            if i != len(layers) - 1:
+                layers.move(i, len(layers))
 
     def close(self) -> None:
         """Unbind keys and stop following the viewer."""

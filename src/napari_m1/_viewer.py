@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from .io import METADATA_KEY, Case
 __all__ = [
     "OrientationController",
     "add_case_layers",
+    "get_orientation",
     "hemisphere_at_world",
     "m1_layers",
     "reference_layer",
@@ -87,6 +89,18 @@ def add_case_layers(viewer: Any, case: Case) -> list[Any]:
     middle = ref.translate[-3] + ref.scale[-3] * (ref.data.shape[-3] // 2)
     viewer.dims.set_point(slice_axis, middle)
     return added
+
+
+_ORIENTATION: weakref.WeakKeyDictionary[Any, OrientationController] = weakref.WeakKeyDictionary()
+
+
+def get_orientation(viewer: Any) -> OrientationController:
+    """The viewer's orientation controller (one per viewer, created on first use)."""
+    ctl = _ORIENTATION.get(viewer)
+    if ctl is None:
+        ctl = OrientationController(viewer)
+        _ORIENTATION[viewer] = ctl
+    return ctl
 
 
 class OrientationController:

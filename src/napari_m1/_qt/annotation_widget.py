@@ -23,7 +23,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._annotate import KEYMAP, AnnotationController, get_controller
+from .._annotate import KEYMAP, AnnotationController, SessionPersistence, get_controller
+from .._viewer import get_orientation
 from ..errors import M1Error
 from ..protocol import DEFAULT_ROI_AREA_MM2, available_protocols
 
@@ -54,6 +55,7 @@ class AnnotationWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.ctl: AnnotationController = get_controller(napari_viewer)
+        get_orientation(napari_viewer)
 
         self.protocol_box = QComboBox()
         self._protocols = available_protocols()
@@ -253,6 +255,11 @@ class AnnotationWidget(QWidget):
 
     def _refresh(self, *args: Any) -> None:
         ctl = self.ctl
+        in_study = isinstance(ctl.persistence, SessionPersistence)
+        if self.reader_edit.text() != ctl.reader:
+            self.reader_edit.setText(ctl.reader)
+        for w in (self.protocol_box, self.reader_edit, self.save_button, self.open_button):
+            w.setEnabled(not in_study)  # a study fixes protocol, reader and storage
         self.place_button.blockSignals(True)
         self.place_button.setChecked(ctl.placing)
         self.place_button.blockSignals(False)

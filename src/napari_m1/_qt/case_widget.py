@@ -22,8 +22,8 @@ from qtpy.QtWidgets import (
 )
 
 from .._viewer import (
-    OrientationController,
     add_case_layers,
+    get_orientation,
     hemisphere_at_world,
     m1_layers,
     reference_layer,
@@ -59,7 +59,7 @@ class CaseWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.orientation = OrientationController(napari_viewer)
+        self.orientation = get_orientation(napari_viewer)
         self._worker: Any = None
 
         self.open_button = QPushButton("Open case folder…")
