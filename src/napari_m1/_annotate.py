@@ -78,9 +78,9 @@ class FilePersistence:
             return {}
         return dict(load_annotations(self.path, case=case, protocol=protocol).items)
 
-    def save(self, annset: AnnotationSet, change: Change) -> None:
-        """Rewrite the file with the current state."""
-        save_annotations(self.path, annset)
+    def save(self, annset: AnnotationSet, items: dict[str, Annotation], change: Change) -> None:
+        """Rewrite the file with the state after the change."""
+        save_annotations(self.path, annset, items)
 
 
 class SessionPersistence:
@@ -98,8 +98,8 @@ class SessionPersistence:
             out[a.slot] = a
         return out
 
-    def save(self, annset: AnnotationSet, change: Change) -> None:
-        """Upsert or delete the changed slot."""
+    def save(self, annset: AnnotationSet, items: dict[str, Annotation], change: Change) -> None:
+        """Upsert or delete the changed slot (refused, and logged, when the read is locked)."""
         self.session.save_annotation(
             self.pseudonym,
             change.slot,
@@ -223,6 +223,7 @@ class AnnotationController:
         self.annset = annset
         self.engine.set_all(annset.items.values())
         annset.subscribe(self._on_model_change)
+        annset.write_ahead.append(self._write_ahead)
         self._ensure_layer()
         self._refresh_layer()
         missing = annset.missing()
@@ -476,17 +477,6 @@ class AnnotationController:
         if self.engine is not None:
             self.engine.update(change.slot, change.after)
         self._check_hemisphere(change.after)
-        if self.persistence is not None and self.annset is not None:
-            try:
-                self.persistence.save(self.annset, change)
-            except M1Error as exc:  # e.g. a locked read: take the change back
-                self.annset.apply(
-                    change.inverse(), record=False
-                ) if not self.annset.locked else None
-                self._warn(str(exc))
-                return
-            except OSError as exc:
-                self._warn(f"autosave failed: {exc}")
         self._refresh_layer()
         self.annotations_changed.emit(change.slot)
         self.measurements_changed.emit()
@@ -498,6 +488,17 @@ class AnnotationController:
             and change.slot == self._active
         ):
             self.next_missing()
+
+    def _write_ahead(
+        self, annset: AnnotationSet, items: dict[str, Annotation], change: Change
+    ) -> None:
+        """Store first; a refused or failed write leaves the model unchanged."""
+        if self.persistence is None:
+            return
+        try:
+            self.persistence.save(annset, items, change)
+        except OSError as exc:
+            raise M1Error(f"could not save the annotation ({exc.strerror}); not changed") from None
 
     def _check_hemisphere(self, ann: Annotation | None) -> None:
         if ann is None:
@@ -636,11 +637,22 @@ class AnnotationController:
                     self.engine.update(sid, ann)  # type: ignore[union-attr]
                     self.measurements_changed.emit()
                 else:
-                    self.annset.put(ann, action="move/resize")
+                    try:
+                        self.annset.put(ann, action="move/resize")
+                    except M1Error as exc:
+                        self._drag_preview.pop(sid, None)
+                        self.engine.update(sid, self.annset.items.get(sid))  # type: ignore[union-attr]
+                        self._warn(str(exc))
+                        self._refresh_layer()
+                        self.measurements_changed.emit()
         elif action.endswith("removed"):
             gone = [s for s in self.annset.done() if s not in slots]
-            for s in gone:
-                self.annset.delete(s)
+            try:
+                for s in gone:
+                    self.annset.delete(s)
+            except M1Error as exc:
+                self._warn(str(exc))
+                gone = []
             if not gone:
                 self._refresh_layer()
         elif action.endswith("added"):
@@ -669,7 +681,11 @@ class AnnotationController:
         if ann is None:
             self._refresh_layer()
             return
-        self.annset.put(ann)
+        try:
+            self.annset.put(ann)
+        except M1Error as exc:
+            self._warn(str(exc))
+            self._refresh_layer()
 
     def _on_drag(self, layer: Any, event: Any):
         """Placement mode: click = ROI at the point; press-drag-release = caliper."""

@@ -215,6 +215,11 @@ class AnnotationSet:
     _undo: list[Change] = field(default_factory=list, repr=False)
     _redo: list[Change] = field(default_factory=list, repr=False)
     _listeners: list[Callable[[Change], None]] = field(default_factory=list, repr=False)
+    #: Write-ahead hooks ``hook(annset, items_after, change)``, called before a change
+    #: takes effect; if one raises, the change is not applied (storage first, then model).
+    write_ahead: list[Callable[[AnnotationSet, dict[str, Annotation], Change], None]] = field(
+        default_factory=list, repr=False
+    )
 
     # ------------------------------------------------------------------ queries
     def __contains__(self, slot: str) -> bool:
@@ -262,10 +267,14 @@ class AnnotationSet:
             raise M1Error("this read is submitted and locked; annotations cannot change")
         if change.after is not None:
             self._check(change.after)
+        after = dict(self.items)
         if change.after is None:
-            self.items.pop(change.slot, None)
+            after.pop(change.slot, None)
         else:
-            self.items[change.slot] = change.after
+            after[change.slot] = change.after
+        for hook in list(self.write_ahead):
+            hook(self, after, change)
+        self.items = after
         if record:
             self._undo.append(change)
             self._redo.clear()
@@ -292,9 +301,10 @@ class AnnotationSet:
         """Undo the last change; None when there is nothing to undo."""
         if not self._undo:
             return None
-        ch = self._undo.pop()
+        ch = self._undo[-1]
         inv = ch.inverse()
-        self.apply(inv, record=False)
+        self.apply(inv, record=False)  # may raise (storage refused): history unchanged
+        self._undo.pop()
         self._redo.append(ch)
         return inv
 
@@ -302,8 +312,9 @@ class AnnotationSet:
         """Redo the last undone change; None when there is nothing to redo."""
         if not self._redo:
             return None
-        ch = self._redo.pop()
+        ch = self._redo[-1]
         self.apply(ch, record=False)
+        self._redo.pop()
         self._undo.append(ch)
         return ch
 
@@ -334,11 +345,17 @@ class AnnotationSet:
         }
 
 
-def save_annotations(path: str | os.PathLike[str], annset: AnnotationSet) -> Path:
-    """Write the set as JSON Lines, atomically (a half-written file never replaces a good one)."""
+def save_annotations(
+    path: str | os.PathLike[str], annset: AnnotationSet, items: dict[str, Annotation] | None = None
+) -> Path:
+    """Write the set (or ``items`` under its header) as JSON Lines, atomically.
+
+    A half-written file never replaces a good one.
+    """
+    items = annset.items if items is None else items
     lines = [json.dumps(annset.header(), ensure_ascii=False)]
     for slot in annset.protocol.slot_ids:
-        a = annset.items.get(slot)
+        a = items.get(slot)
         if a is not None:
             lines.append(json.dumps(a.to_json(), ensure_ascii=False))
     return atomic_write_text(path, "\n".join(lines) + "\n")

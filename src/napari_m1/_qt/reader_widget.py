@@ -9,6 +9,7 @@ is submitted. Closing napari and reopening the session resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -58,6 +59,10 @@ YES_NO_QUESTIONS = (
 FLUSH_MS = 10_000
 
 
+def _on_destroyed(redactor: Redactor, *args: Any) -> None:
+    redactor.uninstall()
+
+
 class ReaderWidget(QWidget):
     """The reader's side of a blinded study (see the module docstring).
 
@@ -82,7 +87,6 @@ class ReaderWidget(QWidget):
         self.redactor = Redactor()
         self.timer = ActiveTimer()
         self._loading_form = False
-        logging.getLogger("napari_m1").addFilter(self.redactor)
 
         self.study_edit = QLineEdit()
         self.study_edit.setPlaceholderText("study folder")
@@ -161,6 +165,7 @@ class ReaderWidget(QWidget):
         self._flush_timer = QTimer(self)
         self._flush_timer.setInterval(FLUSH_MS)
         self._flush_timer.timeout.connect(self.flush_time)
+        self.destroyed.connect(functools.partial(_on_destroyed, self.redactor))
         self.viewer.mouse_move_callbacks.append(self._on_activity)
         self.viewer.dims.events.current_step.connect(self._on_activity)
         self._refresh()
@@ -181,6 +186,7 @@ class ReaderWidget(QWidget):
             return False
         self.close_session()
         self.session = session
+        self.redactor.install()
         self.timer = ActiveTimer(float(session.settings["idle_threshold_s"]))
         self._flush_timer.start()
         nxt = session.resume_point()
@@ -202,6 +208,7 @@ class ReaderWidget(QWidget):
         self.session = None
         self.pseudonym = None
         self._flush_timer.stop()
+        self.redactor.uninstall()
         self._refresh()
 
     def open(self, pseudonym: str) -> bool:
@@ -210,7 +217,7 @@ class ReaderWidget(QWidget):
         self.flush_time()
         self._save_comment()
         try:
-            info = s.open_read(pseudonym)
+            s.open_read(pseudonym)
             folder = s.case_folder(pseudonym)
             self.redactor.set_tokens(identifying_tokens(folder))
             from ..io import load_case
@@ -227,9 +234,8 @@ class ReaderWidget(QWidget):
 
         for w in case.warnings:
             show_warning(w)
-        self.ctl.reconfigure(
-            reader=s.reader, persistence=SessionPersistence(s, pseudonym), locked=info.locked
-        )
+        # Locked reads are refused (and the attempt logged) by the study database itself.
+        self.ctl.reconfigure(reader=s.reader, persistence=SessionPersistence(s, pseudonym))
         self.timer.reset()
         self._load_form()
         self._refresh()
@@ -315,8 +321,6 @@ class ReaderWidget(QWidget):
         except M1Error as exc:
             self._error(str(exc))
             return False
-        if self.ctl.annset is not None:
-            self.ctl.annset.locked = True
         nxt = s.resume_point()
         if nxt is None:
             self._clear_case()

@@ -50,6 +50,30 @@ class Redactor(logging.Filter):
             return text
         return self._re.sub(REDACTED, text)
 
+    def install(self) -> None:
+        """Redact every log record created from now on, by any logger (record factory)."""
+        if getattr(self, "_old_factory", None) is not None:
+            return
+        old = logging.getLogRecordFactory()
+        self._old_factory = old
+
+        def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+            rec = old(*args, **kwargs)
+            try:
+                rec.msg, rec.args = self.redact(rec.getMessage()), ()
+            except Exception:  # a malformed record stays as it is
+                pass
+            return rec
+
+        logging.setLogRecordFactory(factory)
+
+    def uninstall(self) -> None:
+        """Restore the previous record factory."""
+        old = getattr(self, "_old_factory", None)
+        if old is not None:
+            logging.setLogRecordFactory(old)
+            self._old_factory = None
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.redact(record.getMessage())
         record.args = ()

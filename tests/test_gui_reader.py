@@ -1,0 +1,339 @@
+"""Blinded reader sessions in a real napari window: blinding, a full 2-reader study,
+resume, locking."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractButton,
+    QComboBox,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMessageBox,
+    QPlainTextEdit,
+    QTableWidget,
+    QWidget,
+)
+
+from napari_m1.cli import main as cli_main
+from napari_m1.phantom import write_phantom_case
+from napari_m1.session import Study
+
+pytestmark = pytest.mark.gui
+
+TOKENS = ("CASEIDTOKEN", "FOLDERTOKEN", "FILETOKEN")
+N_CASES = 6
+
+
+@pytest.fixture(scope="module")
+def study_cases(tmp_path_factory):
+    """Six phantom cases (3 ALS, 3 control) whose ids, folders and files carry tokens."""
+    root = tmp_path_factory.mktemp("cases")
+    rows, clinical = [], []
+    for i in range(N_CASES):
+        group = "als" if i % 2 == 0 else "control"
+        folder = root / f"FOLDERTOKEN{i}"
+        write_phantom_case(folder, group, seed=10 + i, n_slices=16, label=f"FILETOKEN{i}")
+        rows.append(f"CASEIDTOKEN{i},{folder.name}\n")
+        clinical.append(f"CASEIDTOKEN{i},{group}\n")
+    (root / "cases.csv").write_text("case_id,path\n" + "".join(rows))
+    (root / "clinical.csv").write_text("case_id,group\n" + "".join(clinical))
+    return root
+
+
+def _new_study(study_cases, tmp_path, *extra):
+    study = tmp_path / "study"
+    assert (
+        cli_main(
+            [
+                "study",
+                "init",
+                str(study),
+                "--cases",
+                str(study_cases / "cases.csv"),
+                "--readers",
+                "R1,R2",
+                "--seed",
+                "7",
+                *extra,
+            ]
+        )
+        == 0
+    )
+    return study
+
+
+def _dock(viewer):
+    _, rw = viewer.window.add_plugin_dock_widget("napari-m1", "Reader session")
+    _, aw = viewer.window.add_plugin_dock_widget("napari-m1", "M1 annotation")
+    _, cw = viewer.window.add_plugin_dock_widget("napari-m1", "M1 case")
+    return rw, aw, cw
+
+
+@pytest.fixture
+def yes(monkeypatch):
+    monkeypatch.setattr(
+        QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes)
+    )
+
+
+def _start(rw, qtbot, study, reader):
+    rw.study_edit.setText(str(study))
+    rw.reader_edit.setText(reader)
+    qtbot.mouseClick(rw.start_button, Qt.MouseButton.LeftButton)
+    assert rw.session is not None and rw.session.reader == reader
+
+
+def _read_case(rw, aw, qtbot, answers, truth):
+    """Answer the form by clicking, place a ROI and a caliper, submit with the button."""
+    for field, value in answers.items():
+        qtbot.mouseClick(rw.groups[field].button(value), Qt.MouseButton.LeftButton)
+    qtbot.keyClicks(rw.comment, "looked at both hand knobs")
+    ctl = aw.ctl
+    hand = next(r for r in truth["regions"] if r["area"] == "hand" and r["hemisphere"] == "L")
+    ctl.place_roi_at(ctl.ras_to_world(hand["centre_ras_mm"]), slot="L_hand_roi")
+    p1, p2 = hand["caliper_ras_mm"]
+    ctl.place_caliper(ctl.ras_to_world(p1), ctl.ras_to_world(p2), slot="L_hand_caliper")
+    qtbot.mouseClick(rw.submit_button, Qt.MouseButton.LeftButton)
+
+
+def _truth_of(study, reader, pseudonym):
+    st = Study(study)
+    try:
+        path = next(
+            r["path"]
+            for r in st.store.all_reads()
+            if r["reader"] == reader and r["pseudonym"] == pseudonym
+        )
+    finally:
+        st.close()
+    return json.loads((Path(path) / "truth.json").read_text())
+
+
+def _all_texts(viewer) -> list[str]:
+    win = viewer.window._qt_window
+    out = [win.windowTitle(), viewer.title, str(viewer.status)]
+    for w in win.findChildren(QWidget):
+        out.append(w.toolTip())
+        if isinstance(w, (QLabel, QAbstractButton)):
+            out.append(w.text())
+        elif isinstance(w, QLineEdit):
+            out.append(w.text())
+        elif isinstance(w, QPlainTextEdit):
+            out.append(w.toPlainText())
+        elif isinstance(w, QComboBox):
+            out.extend(w.itemText(i) for i in range(w.count()))
+        elif isinstance(w, QListWidget):
+            out.extend(w.item(i).text() for i in range(w.count()))
+        elif isinstance(w, QTableWidget):
+            out.extend(
+                w.item(r, c).text()
+                for r in range(w.rowCount())
+                for c in range(w.columnCount())
+                if w.item(r, c) is not None
+            )
+    for ly in viewer.layers:
+        out.append(ly.name)
+        out.append(json.dumps(ly.metadata, default=str))
+        if hasattr(ly, "features"):
+            out.append(ly.features.to_csv())
+    return out
+
+
+def test_blinding_no_identifier_anywhere(
+    make_napari_viewer, study_cases, tmp_path, qtbot, yes, caplog
+):
+    from napari.utils.notifications import notification_manager
+
+    caplog.set_level(logging.DEBUG)
+    study = _new_study(study_cases, tmp_path, "--repeat-fraction", "0.34")
+    viewer = make_napari_viewer(show=True)
+    rw, aw, cw = _dock(viewer)
+    n_notes = len(notification_manager.records)
+    _start(rw, qtbot, study, "R1")
+    seen_texts: list[str] = []
+    n_reads = len(rw.session.reads())
+    assert n_reads == N_CASES + 2  # two hidden repeats
+    for k in range(n_reads):
+        assert rw.header.text().startswith(f"Case {k + 1} of {n_reads}")
+        seen_texts += _all_texts(viewer)
+        if k == 1:  # a bad action's message must be blinded too
+            ctl = aw.ctl
+            ctl.active = "L_foot_caliper"
+            with pytest.raises(Exception, match="zero-length"):
+                ctl.place_caliper([0, 0, 0], [0, 0, 0])
+        truth = _truth_of(study, "R1", rw.pseudonym)
+        _read_case(
+            rw,
+            aw,
+            qtbot,
+            {"hypointensity": 1, "thinning": 0, "als_consistent": 1, "confidence": 3},
+            truth,
+        )
+    assert rw.header.text().startswith("All")
+    seen_texts += _all_texts(viewer)
+    viewer.window.screenshot(str(tmp_path / "reader_done.png"), canvas_only=False)
+    # the reader's own exports (coordinator exports stay blinded too)
+    assert (
+        cli_main(
+            [
+                "study",
+                "export",
+                str(study),
+                "--out",
+                str(tmp_path / "readings.csv"),
+                "--measurements",
+                str(tmp_path / "meas.csv"),
+            ]
+        )
+        == 0
+    )
+    rw.close_session()
+
+    notes = [str(n.message) for n in notification_manager.records[n_notes:]]
+    logs = [r.getMessage() for r in caplog.records]
+    exports = [(tmp_path / "readings.csv").read_text(), (tmp_path / "meas.csv").read_text()]
+    haystack = {
+        "widgets/layers/metadata": seen_texts,
+        "notifications": notes,
+        "logs": logs,
+        "exports": exports,
+    }
+    hits = {
+        where: [t for t in texts if any(tok in t for tok in TOKENS)]
+        for where, texts in haystack.items()
+    }
+    assert hits == {k: [] for k in haystack}, hits
+    # and the scan is not vacuous: the pseudonyms and measurements are there
+    assert any("M1-" in t for t in seen_texts)
+    assert "L_hand_caliper" in exports[1]
+
+
+def test_full_two_reader_study_resume_export_unblind(
+    make_napari_viewer, study_cases, tmp_path, qtbot, yes
+):
+    study = _new_study(study_cases, tmp_path)
+    answers_given: dict[tuple[str, str], int] = {}
+    for reader in ("R1", "R2"):
+        viewer = make_napari_viewer(show=True)
+        rw, aw, _ = _dock(viewer)
+        _start(rw, qtbot, study, reader)
+        for k in range(N_CASES):
+            if reader == "R1" and k == 3:
+                # close napari mid-study (with an answer given but not submitted) and reopen
+                qtbot.mouseClick(rw.groups["hypointensity"].button(0), Qt.MouseButton.LeftButton)
+                pseud = rw.pseudonym
+                rw.close_session()
+                viewer.close()
+                viewer = make_napari_viewer(show=True)
+                rw, aw, _ = _dock(viewer)
+                _start(rw, qtbot, study, reader)
+                assert rw.pseudonym == pseud
+                assert rw.header.text().startswith("Case 4 of 6")
+                assert rw.groups["hypointensity"].checkedId() == 0
+            truth = _truth_of(study, reader, rw.pseudonym)
+            # R1 calls ALS right every time; R2 calls everything positive
+            call = int(truth["group"] == "als") if reader == "R1" else 1
+            answers_given[(reader, rw.pseudonym)] = call
+            _read_case(
+                rw,
+                aw,
+                qtbot,
+                {"hypointensity": call, "thinning": call, "als_consistent": call, "confidence": 4},
+                truth,
+            )
+        assert rw.header.text().startswith("All 6 cases submitted")
+        rw.close_session()
+        viewer.close()
+
+    readings = tmp_path / "readings.csv"
+    meas = tmp_path / "measurements.csv"
+    unbl = tmp_path / "unblinded.csv"
+    assert (
+        cli_main(
+            ["study", "export", str(study), "--out", str(readings), "--measurements", str(meas)]
+        )
+        == 0
+    )
+    assert (
+        cli_main(
+            [
+                "study",
+                "unblind",
+                str(study),
+                "--key",
+                str(study_cases / "cases.csv"),
+                "--clinical",
+                str(study_cases / "clinical.csv"),
+                "--out",
+                str(unbl),
+            ]
+        )
+        == 0
+    )
+    assert cli_main(["study", "verify", str(study)]) == 0
+    rows = list(csv.DictReader(unbl.open()))
+    assert len(rows) == 2 * N_CASES
+    assert {r["status"] for r in rows} == {"submitted"}
+    for r in rows:
+        assert int(r["als_consistent"]) == answers_given[(r["reader"], r["pseudonym"])]
+        if r["reader"] == "R1":  # R1 was always right: unblinding must map back correctly
+            assert int(r["als_consistent"]) == int(r["group"] == "als")
+        assert r["comment"] == "looked at both hand knobs"
+        assert float(r["active_time_s"]) >= 0
+    assert "case_id" not in readings.read_text().splitlines()[0]
+    m = list(csv.DictReader(meas.open()))
+    cal = [x for x in m if x["slot"] == "L_hand_caliper"]
+    assert len(cal) == 2 * N_CASES
+    assert {x["case_label"] for x in cal} <= {r["pseudonym"] for r in rows}
+    assert all(
+        float(x["thickness_mm"]) in (pytest.approx(1.5, abs=0.01), pytest.approx(2.0, abs=0.01))
+        for x in cal
+    )
+
+
+def test_locked_read_is_refused_and_logged(make_napari_viewer, study_cases, tmp_path, qtbot, yes):
+    study = _new_study(study_cases, tmp_path, "--allow-back")
+    viewer = make_napari_viewer(show=True)
+    rw, aw, _ = _dock(viewer)
+    _start(rw, qtbot, study, "R2")
+    first = rw.pseudonym
+    truth = _truth_of(study, "R2", first)
+    _read_case(
+        rw,
+        aw,
+        qtbot,
+        {"hypointensity": 0, "thinning": 0, "als_consistent": 0, "confidence": 5},
+        truth,
+    )
+    assert rw.pseudonym != first
+    qtbot.mouseClick(rw.prev_button, Qt.MouseButton.LeftButton)  # back-navigation allowed
+    assert rw.pseudonym == first
+    assert not rw.form_box.isEnabled() and not rw.submit_button.isEnabled()
+    assert "locked" in rw.state_label.text()
+    ctl = aw.ctl
+    before = dict(ctl.annset.items)
+    foot = next(r for r in truth["regions"] if r["area"] == "foot" and r["hemisphere"] == "L")
+    with pytest.raises(Exception, match="submitted and locked"):
+        ctl.place_roi_at(ctl.ras_to_world(foot["centre_ras_mm"]), slot="L_foot_roi")
+    assert ctl.annset.items == before
+    with pytest.raises(Exception, match="locked"):
+        rw.session.set_answer(first, "confidence", 1)
+    st = Study(study)
+    events = [(a["event"], a["pseudonym"]) for a in st.store.audit_rows()]
+    st.close()
+    assert events.count(("refused", first)) == 2, [e for e in events if e[1] == first][-6:]
+    # the refused ROI never reached the display either
+    assert "L_foot_roi" not in list(viewer.layers["M1 annotations"].features["slot"])
+    rw.close_session()
+    np.testing.assert_equal(len(before), 2)
+    shutil.rmtree(study)
