@@ -157,7 +157,7 @@ def test_blinding_no_identifier_anywhere(
     caplog.set_level(logging.DEBUG)
     study = _new_study(study_cases, tmp_path, "--repeat-fraction", "0.34")
     viewer = make_napari_viewer(show=True)
-    rw, aw, cw = _dock(viewer)
+    rw, aw, _cw = _dock(viewer)
     n_notes = len(notification_manager.records)
     _start(rw, qtbot, study, "R1")
     seen_texts: list[str] = []

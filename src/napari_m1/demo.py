@@ -57,8 +57,9 @@ def _scripted_reading(ctl: Any, truth: dict[str, Any]) -> int:
         else:
             p1, p2 = (np.asarray(p, float) for p in r["caliper_ras_mm"])
             e = (p2 - p1) / np.linalg.norm(p2 - p1)
-            ctl.place_caliper(ctl.ras_to_world(p1 - 0.2 * e), ctl.ras_to_world(p2 + 0.3 * e),
-                              slot=slot.id)
+            ctl.place_caliper(
+                ctl.ras_to_world(p1 - 0.2 * e), ctl.ras_to_world(p2 + 0.3 * e), slot=slot.id
+            )
             ctl.accept_suggestion(slot.id)
     return len(ctl.annset.items)
 
@@ -146,8 +147,10 @@ def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
     write_csv(out_dir / "demo_layers.csv", layer_rows)
     letters = widget.orientation.letters()
     print(f"screenshot: {shot}")
-    print(f"csv: {out_dir / 'measurements.csv'} ({n_done} annotations), "
-          f"{out_dir / 'demo_points.csv'}, {out_dir / 'demo_layers.csv'}")
+    print(
+        f"csv: {out_dir / 'measurements.csv'} ({n_done} annotations), "
+        f"{out_dir / 'demo_points.csv'}, {out_dir / 'demo_layers.csv'}"
+    )
     print(f"canvas letters: {letters}; hemispheres {'OK' if ok else 'MISMATCH'}")
     viewer.close()
     return 0 if ok else 1

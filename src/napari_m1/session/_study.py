@@ -505,6 +505,8 @@ class Study:
         problems = []
         prev = GENESIS
         rows = self.store.audit_rows()
+        if not rows:  # study init always writes entry 1; an empty log was emptied
+            problems.append("audit log is empty (every entry is missing, even study_init)")
         for i, r in enumerate(rows, start=1):
             if r["seq"] != i:
                 problems.append(f"entry {i}: sequence number {r['seq']} (entries missing?)")
@@ -629,7 +631,10 @@ class Study:
             row = _public(r)
             row["case_id"] = r["_case_id"]
             for c in extra_cols:
-                row[c] = clinical.get(r["_case_id"], {}).get(c, "")
+                # a clinical column named like a readings column (comment, status, ...)
+                # must not overwrite the reader's value
+                name = f"clinical_{c}" if c in row else c
+                row[name] = clinical.get(r["_case_id"], {}).get(c, "")
             rows.append(row)
         path = _write_rows(out, rows)
         self._log("unblind", rows=len(rows), clinical=bool(clinical_csv))
