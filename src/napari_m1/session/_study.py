@@ -464,6 +464,7 @@ class VerifyResult:
     n_entries: int
     problems: tuple[str, ...]
     integrity: str
+    last_hash: str = ""
 
 
 class Study:
@@ -529,7 +530,7 @@ class Study:
         integ = self.store.integrity_check()
         if integ != "ok":
             problems.append(f"database integrity check: {integ}")
-        return VerifyResult(not problems, len(rows), tuple(problems), integ)
+        return VerifyResult(not problems, len(rows), tuple(problems), integ, prev)
 
     def _log(self, event: str, **details: Any) -> None:
         with self.store.tx() as c:
