@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"napari-m1 {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = p.add_subparsers(dest="command", required=True)
+    from .stats._cli import register as _register_report
+
+    _register_report(sub)
 
     s = sub.add_parser("sample", help="write the synthetic 7T M1 phantom as a case folder")
     s.add_argument("out_dir", help="folder to create (must be empty or absent)")

@@ -1,0 +1,51 @@
+"""Reader statistics and the study report (``napari-m1 report``).
+
+Pure computation: pandas, scipy.stats, statsmodels and matplotlib (Agg canvas);
+nothing here imports Qt. Heavy libraries are imported inside the functions that
+need them, so importing this package is cheap.
+
+Typical use::
+
+    from napari_m1.stats import build_report
+
+    result = build_report("unblinded.csv", "clinical.csv", "report/",
+                          measurements="measurements.csv")
+    print(result.summary())
+"""
+
+from __future__ import annotations
+
+from ._compute import (
+    IccResult,
+    StudyResults,
+    cohen_kappa,
+    compute_study,
+    diagnostic_accuracy,
+    disease_progression_rate,
+    fleiss_kappa_ci,
+    icc,
+    mann_whitney,
+    spearman,
+    wilson_interval,
+)
+from ._load import DataIssue, StudyData, load_study
+from ._report import ReportResult, build_report
+
+__all__ = [
+    "DataIssue",
+    "IccResult",
+    "ReportResult",
+    "StudyData",
+    "StudyResults",
+    "build_report",
+    "cohen_kappa",
+    "compute_study",
+    "diagnostic_accuracy",
+    "disease_progression_rate",
+    "fleiss_kappa_ci",
+    "icc",
+    "load_study",
+    "mann_whitney",
+    "spearman",
+    "wilson_interval",
+]
