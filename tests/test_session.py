@@ -677,3 +677,86 @@ def test_export_measurements_uses_pseudonyms_and_stored_annotations(
     assert str(phantom_case) not in text
     ev = [json.loads(a["details"]) for a in _audit(study) if a["event"] == "export"]
     assert ev == [{"what": "readings", "rows": 2}, {"what": "measurements", "rows": len(rows)}]
+
+
+# ----------------------------------------------------------------------------- added by the lead
+
+
+def _study_with_answers(tmp_path):
+    from napari_m1.session import ReaderSession, Study, create_study
+
+    for i in range(3):
+        (tmp_path / f"c{i}").mkdir()
+    (tmp_path / "cases.csv").write_text(
+        "case_id,path\n" + "".join(f"id{i},c{i}\n" for i in range(3))
+    )
+    create_study(tmp_path / "st", tmp_path / "cases.csv", ["R1"], seed=1).close()
+    rs = ReaderSession(tmp_path / "st", "R1")
+    p = rs.resume_point().pseudonym
+    rs.open_read(p)
+    rs.set_answer(p, "thinning", 0)
+    rs.save_annotation(
+        p,
+        "L_hand_caliper",
+        {"slot": "L_hand_caliper", "kind": "caliper", "points_ras": [[0, 0, 0], [1, 0, 0]]},
+    )
+    rs.close()
+    st = Study(tmp_path / "st")
+    assert st.verify().ok
+    st.close()
+    return tmp_path / "st" / "study.sqlite", p
+
+
+@pytest.mark.parametrize(
+    ("sql", "word"),
+    [
+        ("UPDATE reads SET thinning = 1 WHERE thinning = 0", "thinning"),
+        ("UPDATE reads SET locked = 1 WHERE thinning = 0", "lock state"),
+        ("UPDATE annotations SET data = replace(data, '1', '2')", "annotations differ"),
+        ("DELETE FROM annotations", "annotations differ"),
+    ],
+)
+def test_verify_catches_data_changed_behind_the_log(tmp_path, sql, word):
+    import sqlite3
+
+    from napari_m1.session import Study
+
+    db, _p = _study_with_answers(tmp_path)
+    con = sqlite3.connect(db)
+    con.execute(sql)
+    con.commit()
+    con.close()
+    st = Study(tmp_path / "st")
+    res = st.verify()
+    st.close()
+    assert not res.ok
+    assert any(word in p for p in res.problems), res.problems
+
+
+def test_two_case_ids_for_one_folder_are_refused(tmp_path):
+    from napari_m1.session import read_cases_csv
+
+    (tmp_path / "c").mkdir()
+    (tmp_path / "cases.csv").write_text("case_id,path\na,c\nb,./c\n")
+    with pytest.raises(M1Error, match="line 3: case 'b' uses the same folder as line 2"):
+        read_cases_csv(tmp_path / "cases.csv")
+
+
+def test_hidden_repeats_keep_a_distance(tmp_path):
+    from napari_m1.session import create_study
+
+    for i in range(12):
+        (tmp_path / f"c{i}").mkdir()
+    (tmp_path / "cases.csv").write_text(
+        "case_id,path\n" + "".join(f"id{i},c{i}\n" for i in range(12))
+    )
+    st = create_study(
+        tmp_path / "st", tmp_path / "cases.csv", ["R1", "R2"], seed=5, repeat_fraction=0.25
+    )
+    for reader in ("R1", "R2"):
+        reads = [r for r in st.store.all_reads() if r["reader"] == reader]
+        first = {r["pseudonym"]: r["read_no"] for r in reads if not r["is_repeat"]}
+        reps = [r for r in reads if r["is_repeat"]]
+        assert len(reps) == 3
+        assert min(r["read_no"] - first[r["repeat_of"]] for r in reps) >= 4
+    st.close()

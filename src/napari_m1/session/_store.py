@@ -335,3 +335,122 @@ class StudyStore:
             return "ok"
         with self.engine.connect() as c:
             return str(c.exec_driver_sql("PRAGMA integrity_check").scalar())
+
+    # ------------------------------------------------------------------ writes
+    # Every write below is one transaction that includes its audit entry.
+
+    def log(self, actor: str, event: str, pseudonym: str | None = None, **details: Any) -> None:
+        """An audit entry on its own (exports, unblinding)."""
+        with self.tx() as c:
+            self.append_audit(c, actor, event, pseudonym, **details)
+
+    def create_study(
+        self,
+        study_id: str,
+        settings: dict[str, Any],
+        cases: list[dict[str, Any]],
+        reads: list[dict[str, Any]],
+        readers: list[str],
+        details: dict[str, Any],
+    ) -> None:
+        """Write a new study's cases, readers and reads (``case_key`` 1-based) at once."""
+        t = self.t
+        with self.tx() as c:
+            self.set_meta(c, "study_id", study_id)
+            self.set_meta(c, "settings", json.dumps(settings))
+            c.execute(t["cases"].insert(), cases)
+            c.execute(t["readers"].insert(), [{"reader": r} for r in readers])
+            c.execute(t["reads"].insert(), reads)
+            self.append_audit(c, "coordinator", "study_init", None, **details)
+
+    def mark_opened(self, reader: str, pseudonym: str) -> None:
+        """Log an open; a not-started read becomes in progress with its open time."""
+        r = self.t["reads"]
+        where = (r.c.reader == reader) & (r.c.pseudonym == pseudonym)
+        with self.tx() as c:
+            c.execute(
+                r.update()
+                .where(where & (r.c.status == "not_started"))
+                .values(status="in_progress", opened_at=utc_now())
+            )
+            self.append_audit(c, reader, "open", pseudonym)
+
+    def guarded_write(
+        self,
+        reader: str,
+        pseudonym: str,
+        what: str,
+        event: str,
+        *,
+        values: dict[str, Any] | None = None,
+        annotation: tuple[str, str | None] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> bool:
+        """A reader's change, refused when the read is locked — checked in the same
+        transaction as the write, so an unlock or a second window cannot race it.
+
+        ``values`` update the read row; ``annotation`` is ``(slot, json or None)``.
+        A refusal is logged as ``refused``. Returns False when refused.
+        """
+        import sqlalchemy as sa
+
+        r, a = self.t["reads"], self.t["annotations"]
+        with self.tx() as c:
+            row = c.execute(
+                sa.select(r.c.read_id, r.c.locked, r.c.status).where(
+                    r.c.reader == reader, r.c.pseudonym == pseudonym
+                )
+            ).first()
+            if row is None:
+                raise M1Error(f"no read {pseudonym!r} for reader {reader!r}")
+            if row.locked:
+                self.append_audit(c, reader, "refused", pseudonym, attempt=what)
+                return False
+            vals = dict(values or {})
+            if row.status == "not_started" and "status" not in vals:
+                vals["status"] = "in_progress"
+            if vals:
+                c.execute(r.update().where(r.c.read_id == row.read_id).values(vals))
+            if annotation is not None:
+                slot, data = annotation
+                c.execute(a.delete().where(a.c.read_id == row.read_id, a.c.slot == slot))
+                if data is not None:
+                    c.execute(
+                        a.insert().values(
+                            read_id=row.read_id, slot=slot, data=data, modified_at=utc_now()
+                        )
+                    )
+            self.append_audit(c, reader, event, pseudonym, **(details or {}))
+        return True
+
+    def add_active_time(self, reader: str, pseudonym: str, seconds: float) -> None:
+        """Add active seconds to an unlocked read (not audited: it is bookkeeping)."""
+        r = self.t["reads"]
+        with self.tx() as c:
+            c.execute(
+                r.update()
+                .where(r.c.reader == reader, r.c.pseudonym == pseudonym, r.c.locked == 0)
+                .values(active_time_s=r.c.active_time_s + float(seconds))
+            )
+
+    def unlock(self, reader: str, pseudonym: str, reason: str) -> None:
+        """Coordinator: unlock a read, logged with the reason."""
+        r = self.t["reads"]
+        with self.tx() as c:
+            c.execute(
+                r.update()
+                .where(r.c.reader == reader, r.c.pseudonym == pseudonym)
+                .values(locked=0, status="in_progress")
+            )
+            self.append_audit(c, "coordinator", "unlock", pseudonym, reader=reader, reason=reason)
+
+    def all_annotations(self) -> list[dict[str, Any]]:
+        """Coordinator: every stored annotation with its read's reader and pseudonym."""
+        import sqlalchemy as sa
+
+        r, a = self.t["reads"], self.t["annotations"]
+        with self.engine.connect() as c:
+            rows = c.execute(
+                sa.select(r.c.reader, r.c.pseudonym, a.c.slot, a.c.data).select_from(a.join(r))
+            )
+            return [dict(x._mapping) for x in rows]

@@ -81,7 +81,7 @@ def read_cases_csv(path: str | os.PathLike[str], *, check_paths: bool = True) ->
             f"{p.name}, line 1: missing column(s) {', '.join(missing)} "
             f"(found: {', '.join(cols) or 'none'})"
         )
-    out, seen = [], {}
+    out, seen, paths = [], {}, {}
     for lineno, rec in enumerate(rd, start=2):
         rec = {(k or "").strip(): (v or "").strip() for k, v in rec.items() if k is not None}
         cid, cpath = rec.get("case_id", ""), rec.get("path", "")
@@ -97,10 +97,24 @@ def read_cases_csv(path: str | os.PathLike[str], *, check_paths: bool = True) ->
         folder = Path(cpath) if Path(cpath).is_absolute() else (p.parent / cpath)
         if check_paths and not folder.is_dir():
             raise M1Error(f"{p.name}, line {lineno}: case folder for {cid!r} not found")
-        out.append({"case_id": cid, "path": str(folder.resolve())})
+        resolved = str(folder.resolve())
+        if resolved in paths:
+            raise M1Error(
+                f"{p.name}, line {lineno}: case {cid!r} uses the same folder as line "
+                f"{paths[resolved]}"
+            )
+        paths[resolved] = lineno
+        out.append({"case_id": cid, "path": resolved})
     if not out:
         raise M1Error(f"{p.name}: no cases")
     return out
+
+
+def annotation_digest(data: dict[str, Any] | None) -> str:
+    """Short SHA-256 of an annotation's canonical JSON (kept in the audit log)."""
+    if data is None:
+        return ""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _pseudonym(taken: set[str]) -> str:
@@ -109,6 +123,20 @@ def _pseudonym(taken: set[str]) -> str:
         if p not in taken:
             taken.add(p)
             return p
+
+
+def _repeat_cases(order: list[int], n_rep: int, rng: np.random.Generator) -> list[int]:
+    """Cases to read again, in the order they were first read.
+
+    The cases read last in the first pass are avoided (when there are enough others),
+    so that a hidden repeat never follows its first read closely.
+    """
+    if n_rep <= 0:
+        return []
+    gap = min(max(2, len(order) // 3), len(order) - n_rep)
+    pool = order[: len(order) - gap] if gap > 0 else list(order)
+    chosen = {int(k) for k in rng.choice(pool, n_rep, replace=False)}
+    return [k for k in order if k in chosen]
 
 
 def _reader_rng(seed: int, reader: str) -> np.random.Generator:
@@ -158,71 +186,47 @@ def create_study(
     study_id = "S-" + secrets.token_hex(4)
     settings = dict(DEFAULT_SETTINGS, back_navigation=bool(back_navigation), protocol=protocol)
     taken: set[str] = set()
-    t = store.t
-    with store.tx() as c:
-        store.set_meta(c, "study_id", study_id)
-        store.set_meta(c, "settings", json.dumps(settings))
-        for i, case in enumerate(cases, start=1):
-            c.execute(
-                t["cases"]
-                .insert()
-                .values(
-                    case_key=i,
-                    case_id=case["case_id"],
-                    path=case["path"],
-                    pseudonym=_pseudonym(taken),
-                )
+    cases_rows = [
+        dict(case_key=i, case_id=c["case_id"], path=c["path"], pseudonym=_pseudonym(taken))
+        for i, c in enumerate(cases, start=1)
+    ]
+    pseudo = {c["case_key"]: c["pseudonym"] for c in cases_rows}
+    n_rep = round(repeat_fraction * len(cases))
+    reads: list[dict[str, Any]] = []
+    for reader in rds:
+        rng = _reader_rng(seed, reader)
+        order = [int(k) + 1 for k in rng.permutation(len(cases))]
+        mine = [
+            dict(
+                reader=reader,
+                case_key=k,
+                pseudonym=pseudo[k],
+                read_no=n,
+                is_repeat=0,
+                repeat_of=None,
             )
-        pseudo = {
-            i: p
-            for i, p in enumerate(
-                [
-                    r["pseudonym"]
-                    for r in c.execute(
-                        t["cases"].select().order_by(t["cases"].c.case_key)
-                    ).mappings()
-                ],
-                start=1,
-            )
-        }
-        n_rep = round(repeat_fraction * len(cases))
-        for reader in rds:
-            c.execute(t["readers"].insert().values(reader=reader))
-            rng = _reader_rng(seed, reader)
-            order = [int(k) + 1 for k in rng.permutation(len(cases))]
-            rows = [
+            for n, k in enumerate(order, start=1)
+        ]
+        for k in _repeat_cases(order, n_rep, rng):
+            mine.append(
                 dict(
                     reader=reader,
                     case_key=k,
-                    pseudonym=pseudo[k],
-                    read_no=n,
-                    is_repeat=0,
-                    repeat_of=None,
+                    pseudonym=_pseudonym(taken),
+                    read_no=len(mine) + 1,
+                    is_repeat=1,
+                    repeat_of=pseudo[k],
                 )
-                for n, k in enumerate(order, start=1)
-            ]
-            for k in rng.choice(order, n_rep, replace=False) if n_rep else []:
-                rows.append(
-                    dict(
-                        reader=reader,
-                        case_key=int(k),
-                        pseudonym=_pseudonym(taken),
-                        read_no=len(rows) + 1,
-                        is_repeat=1,
-                        repeat_of=pseudo[int(k)],
-                    )
-                )
-            c.execute(t["reads"].insert(), rows)
-        store.append_audit(
-            c,
-            "coordinator",
-            "study_init",
-            None,
-            n_cases=len(cases),
-            readers=rds,
-            seed=seed,
-            repeat_fraction=repeat_fraction,
-        )
+            )
+        reads.extend(mine)
+    store.create_study(
+        study_id,
+        settings,
+        cases_rows,
+        reads,
+        rds,
+        dict(n_cases=len(cases), readers=rds, seed=seed, repeat_fraction=repeat_fraction),
+    )
     store.dispose()
     atomic_write_text(
         d / STUDY_JSON,
@@ -313,15 +317,7 @@ class ReaderSession:
         row = self._row(pseudonym)
         if not self.can_open(pseudonym):
             raise M1Error(f"{pseudonym} is submitted; going back is not allowed in this study")
-        r = self.store.t["reads"]
-        with self.store.tx() as c:
-            if row["status"] == "not_started":
-                c.execute(
-                    r.update()
-                    .where(r.c.read_id == row["read_id"])
-                    .values(status="in_progress", opened_at=utc_now())
-                )
-            self.store.append_audit(c, self.reader, "open", pseudonym)
+        self.store.mark_opened(self.reader, pseudonym)
         row = self._row(pseudonym)
         return ReadInfo(row["read_no"], pseudonym, row["status"], bool(row["locked"]))
 
@@ -333,11 +329,9 @@ class ReaderSession:
         """True once submitted (until the coordinator unlocks)."""
         return bool(self._row(pseudonym)["locked"])
 
-    def _refuse_if_locked(self, row: dict[str, Any], what: str) -> None:
-        if row["locked"]:
-            with self.store.tx() as c:
-                self.store.append_audit(c, self.reader, "refused", row["pseudonym"], attempt=what)
-            raise LockedError(f"{row['pseudonym']} is submitted and locked; {what} refused")
+    def _write(self, pseudonym: str, what: str, event: str, **kwargs: Any) -> None:
+        if not self.store.guarded_write(self.reader, pseudonym, what, event, **kwargs):
+            raise LockedError(f"{pseudonym} is submitted and locked; {what} refused")
 
     # ------------------------------------------------------------------ answers
     def answers(self, pseudonym: str) -> dict[str, Any]:
@@ -346,9 +340,8 @@ class ReaderSession:
         return {k: row[k] for k in (*ANSWER_FIELDS, "comment")}
 
     def set_answer(self, pseudonym: str, field: str, value: Any) -> None:
-        """Store one answer (validated) and log it."""
-        row = self._row(pseudonym)
-        self._refuse_if_locked(row, f"changing {field}")
+        """Store one answer (validated) and log it; refused (and logged) when locked."""
+        self._row(pseudonym)
         if field == "comment":
             value = str(value or "")
         elif field in ANSWER_FIELDS:
@@ -358,21 +351,13 @@ class ReaderSession:
                     raise M1Error(f"{field} must be one of {ANSWER_FIELDS[field]}, got {value}")
         else:
             raise M1Error(f"unknown answer field {field!r}")
-        r = self.store.t["reads"]
-        with self.store.tx() as c:
-            c.execute(
-                r.update()
-                .where(r.c.read_id == row["read_id"])
-                .values(
-                    {
-                        field: value,
-                        "status": "in_progress"
-                        if row["status"] == "not_started"
-                        else row["status"],
-                    }
-                )
-            )
-            self.store.append_audit(c, self.reader, "answer", pseudonym, field=field, value=value)
+        self._write(
+            pseudonym,
+            f"changing {field}",
+            "answer",
+            values={field: value},
+            details={"field": field, "value": value},
+        )
 
     # ------------------------------------------------------------------ annotations
     def annotations(self, pseudonym: str) -> list[dict[str, Any]]:
@@ -383,53 +368,28 @@ class ReaderSession:
         self, pseudonym: str, slot: str, data: dict[str, Any] | None, action: str = "edit"
     ) -> None:
         """Upsert (``data``) or delete (``None``) one slot's annotation, logged."""
-        row = self._row(pseudonym)
-        self._refuse_if_locked(row, f"annotation change of {slot}")
-        a = self.store.t["annotations"]
-        with self.store.tx() as c:
-            c.execute(a.delete().where(a.c.read_id == row["read_id"], a.c.slot == slot))
-            if data is not None:
-                c.execute(
-                    a.insert().values(
-                        read_id=row["read_id"],
-                        slot=slot,
-                        data=json.dumps(data),
-                        modified_at=utc_now(),
-                    )
-                )
-            if row["status"] == "not_started":
-                r = self.store.t["reads"]
-                c.execute(
-                    r.update().where(r.c.read_id == row["read_id"]).values(status="in_progress")
-                )
-            self.store.append_audit(
-                c,
-                self.reader,
-                "annotation",
-                pseudonym,
-                slot=slot,
-                action=action,
-                deleted=data is None,
-                digest=hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-                if data
-                else "",
-            )
+        self._row(pseudonym)
+        text = json.dumps(data) if data is not None else None
+        self._write(
+            pseudonym,
+            f"annotation change of {slot}",
+            "annotation",
+            annotation=(slot, text),
+            details={
+                "slot": slot,
+                "action": action,
+                "deleted": data is None,
+                "digest": annotation_digest(data),
+            },
+        )
 
     # ------------------------------------------------------------------ time, submit
     def add_active_time(self, pseudonym: str, seconds: float) -> None:
         """Add active reading time (the widget counts only non-idle intervals)."""
         if seconds <= 0 or not math.isfinite(seconds):
             return
-        row = self._row(pseudonym)
-        if row["locked"]:
-            return
-        r = self.store.t["reads"]
-        with self.store.tx() as c:
-            c.execute(
-                r.update()
-                .where(r.c.read_id == row["read_id"])
-                .values(active_time_s=r.c.active_time_s + float(seconds))
-            )
+        self._row(pseudonym)
+        self.store.add_active_time(self.reader, pseudonym, seconds)
 
     def missing_answers(self, pseudonym: str) -> list[str]:
         """Required form fields still unanswered."""
@@ -439,18 +399,17 @@ class ReaderSession:
     def submit(self, pseudonym: str) -> None:
         """Submit and lock the read (every form field must be answered)."""
         row = self._row(pseudonym)
-        self._refuse_if_locked(row, "submitting again")
+        if row["locked"]:
+            self._write(pseudonym, "submitting again", "submit")  # logs the refusal, raises
         missing = self.missing_answers(pseudonym)
         if missing:
             raise M1Error(f"answer {', '.join(missing)} before submitting")
-        r = self.store.t["reads"]
-        with self.store.tx() as c:
-            c.execute(
-                r.update()
-                .where(r.c.read_id == row["read_id"])
-                .values(status="submitted", locked=1, submitted_at=utc_now())
-            )
-            self.store.append_audit(c, self.reader, "submit", pseudonym)
+        self._write(
+            pseudonym,
+            "submitting",
+            "submit",
+            values={"status": "submitted", "locked": 1, "submitted_at": utc_now()},
+        )
 
 
 # ----------------------------------------------------------------------------- coordinator
@@ -490,16 +449,7 @@ class Study:
         row = self.store.read_of(reader, pseudonym)
         if row is None:
             raise M1Error(f"no read {pseudonym!r} for reader {reader!r}")
-        r = self.store.t["reads"]
-        with self.store.tx() as c:
-            c.execute(
-                r.update()
-                .where(r.c.read_id == row["read_id"])
-                .values(locked=0, status="in_progress")
-            )
-            self.store.append_audit(
-                c, "coordinator", "unlock", pseudonym, reader=reader, reason=reason
-            )
+        self.store.unlock(reader, pseudonym, reason)
 
     def verify(self) -> VerifyResult:
         """Re-compute the audit hash chain; report every broken link."""
@@ -527,14 +477,64 @@ class Study:
                     f"entry {r['seq']} ({r['event']}): content does not match its hash (edited)"
                 )
             prev = r["hash"]
+        if not problems:
+            problems.extend(self._replay_check(rows))
         integ = self.store.integrity_check()
         if integ != "ok":
             problems.append(f"database integrity check: {integ}")
         return VerifyResult(not problems, len(rows), tuple(problems), integ, prev)
 
+    def _replay_check(self, audit: list[dict[str, Any]]) -> list[str]:
+        """Replay the log and compare with the stored answers, locks and annotations:
+        a value changed in the database behind napari-m1's back shows up here."""
+        answers: dict[tuple[str, str], dict[str, Any]] = {}
+        locked: dict[tuple[str, str], bool] = {}
+        anns: dict[tuple[str, str], dict[str, str]] = {}
+        for e in audit:
+            d = json.loads(e["details"] or "{}")
+            key = (e["actor"], e["pseudonym"])
+            if e["event"] == "answer":
+                answers.setdefault(key, {})[d["field"]] = d["value"]
+            elif e["event"] == "submit":
+                locked[key] = True
+            elif e["event"] == "unlock":
+                locked[(d["reader"], e["pseudonym"])] = False
+            elif e["event"] == "annotation":
+                slots = anns.setdefault(key, {})
+                if d.get("deleted"):
+                    slots.pop(d["slot"], None)
+                else:
+                    slots[d["slot"]] = d.get("digest", "")
+        problems = []
+        for r in self.store.all_reads():
+            key = (r["reader"], r["pseudonym"])
+            who = f"read {r['pseudonym']} of {r['reader']}"
+            logged = answers.get(key, {})
+            for f in (*ANSWER_FIELDS, "comment"):
+                want = logged.get(f, "" if f == "comment" else None)
+                have = r[f] if f != "comment" else (r[f] or "")
+                if have != want:
+                    problems.append(
+                        f"{who}: {f} in the database differs from the audit log "
+                        "(changed outside napari-m1)"
+                    )
+            if bool(r["locked"]) != locked.get(key, False):
+                problems.append(f"{who}: lock state differs from the audit log")
+        stored: dict[tuple[str, str], dict[str, str]] = {}
+        for a in self.store.all_annotations():
+            stored.setdefault((a["reader"], a["pseudonym"]), {})[a["slot"]] = annotation_digest(
+                json.loads(a["data"])
+            )
+        for key in set(stored) | set(anns):
+            if stored.get(key, {}) != anns.get(key, {}):
+                problems.append(
+                    f"read {key[1]} of {key[0]}: annotations differ from the audit "
+                    "log (changed outside napari-m1)"
+                )
+        return problems
+
     def _log(self, event: str, **details: Any) -> None:
-        with self.store.tx() as c:
-            self.store.append_audit(c, "coordinator", event, None, **details)
+        self.store.log("coordinator", event, None, **details)
 
     # ------------------------------------------------------------------ export
     def readings_rows(self) -> list[dict[str, Any]]:
