@@ -45,8 +45,7 @@ def test_pure_core_never_imports_qt(tmp_path, phantom_case):
         assert eng.rows()[0]["thickness_mm"] == 2.0
         print("PURE-OK")
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "PURE-OK" in out.stdout, out.stderr[-2000:]
 
 

@@ -159,7 +159,14 @@ def test_fill_protocol_export_matches_cli_and_truth(
         cli_main(["measure", str(phantom_case), str(ctl.autosave_path), "--out", str(cli_csv)])
         == 0
     )
+    # the npe2 writer (File > Save Selected Layers) writes the same table
+    viewer.layers.selection = {layer}
+    saved = viewer.layers.save(str(tmp_path / "writer.csv"), selected=True, plugin="napari-m1")
+    assert saved == [str(tmp_path / "writer.csv")]
+    writer_rows = list(csv.DictReader((tmp_path / "writer.csv").open()))
     gui_rows = list(csv.DictReader(gui_csv.open()))
+    assert [r["slot"] for r in writer_rows] == [r["slot"] for r in gui_rows]
+    assert [r["mean"] for r in writer_rows] == [r["mean"] for r in gui_rows]
     cli_rows = list(csv.DictReader(cli_csv.open()))
     assert len(gui_rows) == len(cli_rows) > 17
     for g, c in zip(gui_rows, cli_rows, strict=True):

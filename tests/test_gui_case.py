@@ -146,3 +146,32 @@ def test_sample_data_menu_opens_the_phantom(make_napari_viewer, monkeypatch):
     assert kinds[0] == "gre" and "qsm" in kinds and kinds.count("mrsi") == 4
     truth = json.loads((sd.phantom_case_dir("als", n_slices=16) / "truth.json").read_text())
     assert truth["group"] == "als"
+
+
+def test_open_file_as_a_chosen_kind(make_napari_viewer, real_gre_dir, tmp_path, qtbot):
+    """Real data: magnitude as the reference, then the phase file, chosen explicitly."""
+    import shutil
+
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    assert widget.open_file(real_gre_dir / "Mag.nii.gz", kind="auto")
+    # a phase image whose name says nothing: the user's choice decides
+    renamed = tmp_path / "series7.nii.gz"
+    shutil.copy(real_gre_dir / "Phase.nii.gz", renamed)
+    assert widget.open_file(renamed, kind="phase")
+    mag, ph = viewer.layers
+    assert mag.metadata[METADATA_KEY]["kind"] == "gre"
+    assert ph.metadata[METADATA_KEY]["kind"] == "phase"
+    assert ph.name == "GRE phase"
+    assert float(np.nanmax(ph.data)) <= np.pi + 1e-6
+    assert float(np.nanmin(ph.data)) >= -np.pi - 1e-6
+    np.testing.assert_allclose(ph.scale, mag.scale)
+    np.testing.assert_allclose(ph.translate, mag.translate)
+    assert widget.table.rowCount() == 2
+    # a file that cannot be loaded: one-line error, nothing added
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00broken")
+    with qtbot.waitSignal(widget.load_failed) as sig:
+        assert not widget.open_file(bad, kind="qsm")
+    assert "broken.nii.gz" in sig.args[0]
+    assert len(viewer.layers) == 2

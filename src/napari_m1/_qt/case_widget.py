@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -30,7 +31,7 @@ from .._viewer import (
     world_to_ras_in_viewer,
 )
 from ..errors import M1Error
-from ..io import METADATA_KEY, Case, load_case
+from ..io import KINDS, METADATA_KEY, Case, load_case
 
 if TYPE_CHECKING:
     import napari
@@ -67,6 +68,13 @@ class CaseWidget(QWidget):
         self.sample_group = QComboBox()
         self.sample_group.addItems(["control", "als"])
         self.sample_group.setToolTip("Synthetic 7T M1 phantom: healthy control or ALS")
+        self.file_button = QPushButton("Open file as…")
+        self.kind_box = QComboBox()
+        self.kind_box.addItems(["auto", *KINDS])
+        self.kind_box.setToolTip(
+            "What the file is: 'auto' guesses from the name (BIDS part-phase, Chimap, met-…); "
+            "choose 'phase' for a phase image with another name."
+        )
         self.case_label = QLabel("No case open")
         self.case_label.setWordWrap(True)
         self.status = QLabel("")
@@ -86,6 +94,10 @@ class CaseWidget(QWidget):
         lay = QVBoxLayout(self)
         lay.addWidget(self.open_button)
         lay.addLayout(row)
+        row2 = QHBoxLayout()
+        row2.addWidget(self.file_button)
+        row2.addWidget(self.kind_box)
+        lay.addLayout(row2)
         lay.addWidget(self.case_label)
         lay.addWidget(self.table)
         lay.addWidget(self.radiological)
@@ -95,6 +107,7 @@ class CaseWidget(QWidget):
 
         self.open_button.clicked.connect(self._on_open_clicked)
         self.sample_button.clicked.connect(self._on_sample_clicked)
+        self.file_button.clicked.connect(lambda: self.open_file())
         self.radiological.toggled.connect(self._on_radiological_toggled)
         self.viewer.layers.events.inserted.connect(self._refresh_table)
         self.viewer.layers.events.removed.connect(self._refresh_table)
@@ -125,6 +138,53 @@ class CaseWidget(QWidget):
         g = group or self.sample_group.currentText()
         self.sample_group.setCurrentText(g)
         self._start(lambda: load_case(phantom_case_dir(g)), block=block)
+
+    def open_file(self, path: str | Path | None = None, kind: str | None = None) -> bool:
+        """Add one NIfTI file as a layer, as the chosen kind, on the open case's grid.
+
+        With no case open the file becomes its own reference grid. A rotated grid is
+        resampled onto the reference; a file that misses it entirely is refused.
+        """
+        from ..geometry import reference_placement
+        from ..io import Volume, load_nifti, place_on_reference, volume_to_layer_data
+
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Open a NIfTI file", "", "NIfTI (*.nii *.nii.gz)"
+            )
+            if not path:
+                return False
+        choice = kind or self.kind_box.currentText()
+        try:
+            vol = load_nifti(path, kind=None if choice == "auto" else choice)
+            ref = reference_layer(self.viewer)
+            if ref is None:
+                place = reference_placement(vol.ras_affine, vol.spatial_shape)
+            else:
+                md = ref.metadata[METADATA_KEY]
+                ref_vol = Volume(
+                    ref.data,
+                    np.asarray(md["ras_affine"]),
+                    np.asarray(md["source_affine"]),
+                    (),
+                    md["kind"],
+                    ref.name,
+                )
+                place = place_on_reference([ref_vol, vol])[1]
+        except M1Error as exc:
+            self._on_failed(exc)
+            return False
+        data, kwargs, _ = volume_to_layer_data(vol, place, visible=True)
+        kwargs["metadata"][METADATA_KEY]["case_label"] = (
+            ref.metadata[METADATA_KEY].get("case_label", "") if ref is not None else ""
+        )
+        self.viewer.add_image(data, **kwargs)
+        self.orientation.apply()
+        from napari.utils.notifications import show_warning
+
+        for w in vol.warnings:
+            show_warning(w)
+        return True
 
     def _start(self, job: Any, *, block: bool) -> None:
         self.status.setText("Loading…")

@@ -1,6 +1,14 @@
 """Pure I/O: NIfTI files and case folders -> volumes and napari layer data (no Qt)."""
 
-from ._case import Case, CaseFiles, case_summary, find_case_files, is_case_folder, load_case
+from ._case import (
+    Case,
+    CaseFiles,
+    case_summary,
+    find_case_files,
+    is_case_folder,
+    load_case,
+    place_on_reference,
+)
 from ._layers import METADATA_KEY, robust_limits, volume_to_layer_data
 from ._nifti import (
     KINDS,
@@ -27,6 +35,7 @@ __all__ = [
     "load_case",
     "load_multi_echo",
     "load_nifti",
+    "place_on_reference",
     "read_sidecar",
     "rescale_phase",
     "robust_limits",
