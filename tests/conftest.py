@@ -34,6 +34,14 @@ def phantom_case(tmp_path_factory) -> Path:
     return write_phantom_case(out, "control", seed=1, n_slices=16)
 
 
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """Where GUI tests save screenshots: $NAPARI_M1_SCREENSHOTS (to look at them) or tmp_path."""
+    d = Path(os.environ.get("NAPARI_M1_SCREENSHOTS", tmp_path))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def make_nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None, **hdr) -> Path:
     """Write a NIfTI-1 with sform and qform set (scanner), return its path."""
     import nibabel as nib

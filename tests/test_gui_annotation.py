@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,13 +18,6 @@ from napari_m1._viewer import camera_of
 from napari_m1.cli import main as cli_main
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    d = Path(os.environ.get("NAPARI_M1_SCREENSHOTS", tmp_path))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def _open(make_napari_viewer, case_dir, qtbot):

@@ -21,14 +21,6 @@ from napari_m1.io import METADATA_KEY
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    """Where screenshots go: $NAPARI_M1_SCREENSHOTS (to look at them) or tmp_path."""
-    d = Path(os.environ.get("NAPARI_M1_SCREENSHOTS", tmp_path))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
 def _dock(viewer):
     _dock_widget, widget = viewer.window.add_plugin_dock_widget("napari-m1", "M1 case")
     return widget

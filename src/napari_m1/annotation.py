@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._atomic import atomic_write_text
+from ._files import read_user_text
 from .errors import M1Error
 from .protocol import Protocol, get_protocol
 
@@ -387,9 +388,9 @@ def load_annotations(
     p = Path(path)
     name = p.name
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AnnotationFileError(f"{name}: cannot read ({exc})") from None
+        text = read_user_text(p)
+    except M1Error as exc:
+        raise AnnotationFileError(str(exc)) from None
     lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise AnnotationFileError(f"{name}: empty file")

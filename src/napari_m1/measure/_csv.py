@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_write_text
+from .._files import read_user_text
 from ..errors import M1Error
 from ._engine import MEASUREMENT_COLUMNS, MEASUREMENT_SCHEMA
 
@@ -56,12 +57,7 @@ def read_measurements_csv(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         Missing columns, wrong schema, or a malformed value (file name and line number).
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise M1Error(f"{p.name}: not UTF-8 text") from None
-    except OSError as exc:
-        raise M1Error(f"{p.name}: cannot read ({exc.strerror})") from None
+    text = read_user_text(p)
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in MEASUREMENT_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_write_text
+from .._files import read_user_text
 from ..errors import M1Error
 from ._store import GENESIS, StudyStore, audit_hash, utc_now
 
@@ -67,12 +68,7 @@ def read_cases_csv(path: str | os.PathLike[str], *, check_paths: bool = True) ->
         (one line, with the CSV line number).
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise M1Error(f"{p.name}: not UTF-8 text (save the CSV as UTF-8)") from None
-    except OSError as exc:
-        raise M1Error(f"{p.name}: cannot read ({exc.strerror})") from None
+    text = read_user_text(p)
     rd = csv.DictReader(io.StringIO(text))
     cols = [c.strip() for c in (rd.fieldnames or [])]
     missing = [c for c in ("case_id", "path") if c not in cols]
@@ -618,10 +614,7 @@ class Study:
         extra_cols: list[str] = []
         if clinical_csv is not None:
             cp = Path(clinical_csv)
-            try:
-                rd = csv.DictReader(io.StringIO(cp.read_text(encoding="utf-8-sig")))
-            except UnicodeDecodeError:
-                raise M1Error(f"{cp.name}: not UTF-8 text") from None
+            rd = csv.DictReader(io.StringIO(read_user_text(cp)))
             if "case_id" not in (rd.fieldnames or []):
                 raise M1Error(f"{cp.name}, line 1: missing column case_id")
             extra_cols = [c for c in rd.fieldnames or [] if c != "case_id"]
