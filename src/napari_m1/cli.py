@@ -29,6 +29,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         args.seed,
         n_slices=args.slices,
         with_phase=args.phase,
+        label=args.label,
         force=args.force,
     )
     print(f"wrote {args.group} phantom (seed {args.seed}) to {out}")
@@ -150,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     s.add_argument("--slices", type=int, default=60, help="axial slices, even, >= 16")
     s.add_argument("--phase", action="store_true", help="also write GRE phase images")
+    s.add_argument(
+        "--label",
+        help="subject label in the file names (default names the group: "
+        "pass a neutral one for blinded studies)",
+    )
     s.add_argument("--force", action="store_true", help="overwrite a non-empty folder")
     s.set_defaults(func=_cmd_sample)
 
