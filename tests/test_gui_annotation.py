@@ -224,6 +224,7 @@ def test_undo_redo_and_autosave_reload(make_napari_viewer, phantom_case, qtbot, 
     qtbot.mouseClick(aw.redo_button, Qt.MouseButton.LeftButton)  # redo move
     np.testing.assert_allclose(ctl.annset.get("L_foot_roi").centre_ras, moved.centre_ras)
     rows_before = [r for r in ctl.export_rows()]
+    items_before = dict(ctl.annset.items)
     saved = ctl.autosave_path
     assert saved.is_file()
 
@@ -232,7 +233,7 @@ def test_undo_redo_and_autosave_reload(make_napari_viewer, phantom_case, qtbot, 
     viewer2, aw2, _ = _open(make_napari_viewer, phantom_case, qtbot)
     ctl2 = aw2.ctl
     assert ctl2.autosave_path == saved
-    assert ctl2.annset.items == ctl.annset.items
+    assert ctl2.annset.items == items_before
     rows_after = ctl2.export_rows()
     strip = lambda rows: [{k: v for k, v in r.items() if k != "exported_at_utc"} for r in rows]  # noqa: E731
     assert strip(rows_after) == strip(rows_before)
@@ -261,3 +262,26 @@ def test_hemisphere_check_and_wrong_shape(make_napari_viewer, phantom_case, qtbo
     assert ctl.active == "L_foot_caliper"
     mouse.click(right_foot["centre_ras_mm"])
     assert "L_foot_caliper" not in ctl.annset
+
+
+def test_docked_before_the_case_measures_every_map(make_napari_viewer, phantom_case, qtbot):
+    """The annotation dock opened first: maps added with the case are measured too, and
+    closing the case (removing its GRE) detaches the annotations."""
+    viewer = make_napari_viewer(show=True)
+    _, aw = viewer.window.add_plugin_dock_widget("napari-m1", "M1 annotation")
+    ctl = aw.ctl
+    assert not ctl.has_case
+    assert aw.progress.text() == "Open a case to start annotating."
+    _, cw = viewer.window.add_plugin_dock_widget("napari-m1", "M1 case")
+    cw.open_case(phantom_case, block=True)
+    assert ctl.has_case
+    truth = json.loads((phantom_case / "truth.json").read_text())
+    hand = next(r for r in truth["regions"] if r["area"] == "hand" and r["hemisphere"] == "R")
+    ctl.place_roi_at(ctl.ras_to_world(hand["centre_ras_mm"]), slot="R_hand_roi")
+    kinds = {(r["layer_kind"], r["metabolite"]) for r in ctl.export_rows()}
+    assert ("qsm", None) in kinds and ("mrsi", "NAA/Cr") in kinds
+    assert viewer.layers[-1].name == SHAPES_LAYER_NAME  # kept on top of the maps
+    viewer.layers.remove("QSM χ (ppm)")
+    assert ("qsm", None) not in {(r["layer_kind"], r["metabolite"]) for r in ctl.export_rows()}
+    viewer.layers.remove("GRE magnitude")
+    assert not ctl.has_case and SHAPES_LAYER_NAME not in viewer.layers

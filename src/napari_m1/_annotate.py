@@ -165,6 +165,7 @@ class AnnotationController:
         if bind_keys:
             self._bind_keys()
         viewer.layers.events.inserted.connect(self._on_layers_changed)
+        viewer.layers.events.removed.connect(self._on_layers_removed)
         self.attach_case()
 
     # ------------------------------------------------------------------ case
@@ -188,24 +189,7 @@ class AnnotationController:
         label = md.get("case_label") or "case"
         shape = ref.data.shape[-3:]
         fp = case_fingerprint(label, shape, np.asarray(md["ras_affine"]))
-        sources = []
-        for ly in m1_layers(self.viewer):
-            m = ly.metadata[METADATA_KEY]
-            if m.get("kind") in ("gre", "qsm", "mrsi"):
-                sources.append(
-                    MapSource(
-                        m["kind"],
-                        ly.name,
-                        ly.data,
-                        np.asarray(m["ras_affine"]),
-                        m.get("echo_times_ms"),
-                        m.get("metabolite"),
-                        np.asarray(m["source_affine"]) if m.get("source_affine") else None,
-                    )
-                )
-        self.engine = MeasurementEngine(
-            sources, self.protocol, case_label=label, reader=self.reader
-        )
+        self.engine = self._build_engine(label)
         self.persistence = self._persistence_override or FilePersistence(
             self._autosave_override
             or (
@@ -297,13 +281,51 @@ class AnnotationController:
         loaded = load_annotations(path, case=aset.case, protocol=self.protocol)
         aset.replace_all(loaded.items.values())
 
+    def _build_engine(self, label: str) -> MeasurementEngine:
+        """A measurement engine over every napari-m1 map now in the viewer."""
+        sources = []
+        for ly in m1_layers(self.viewer):
+            m = ly.metadata[METADATA_KEY]
+            if m.get("kind") in ("gre", "qsm", "mrsi"):
+                src_aff = m.get("source_affine")
+                sources.append(
+                    MapSource(
+                        m["kind"],
+                        ly.name,
+                        ly.data,
+                        np.asarray(m["ras_affine"]),
+                        m.get("echo_times_ms"),
+                        m.get("metabolite"),
+                        np.asarray(src_aff) if src_aff is not None else None,
+                    )
+                )
+        ref_name = self._ref.name
+        sources.sort(key=lambda src: src.name != ref_name)  # the reference GRE first
+        return MeasurementEngine(sources, self.protocol, case_label=label, reader=self.reader)
+
     def _on_layers_changed(self, event: Any = None) -> None:
         self._keep_on_top()
+        layer = getattr(event, "value", None)
+        if layer is not None and layer is self.layer:
+            return
         if self.annset is None or reference_layer(self.viewer) is not self._ref:
-            layer = getattr(event, "value", None)
-            if layer is not None and layer is self.layer:
-                return
             self.attach_case()
+        elif layer is None or METADATA_KEY in getattr(layer, "metadata", {}):
+            # a map added (or removed) after the case: measure on it too (or no longer)
+            self.engine = self._build_engine(self.engine.case_label if self.engine else "case")
+            self.engine.set_all(self.annset.items.values())
+            self._refresh_layer()
+            self.measurements_changed.emit()
+
+    def _on_layers_removed(self, event: Any = None) -> None:
+        layer = getattr(event, "value", None)
+        if self.annset is None or layer is self.layer or layer is None:
+            return
+        if layer is self._ref:
+            self.detach()  # the case was closed: its annotations stay stored, not shown
+            return
+        if METADATA_KEY in getattr(layer, "metadata", {}):
+            self._on_layers_changed(None)
 
     def _keep_on_top(self) -> None:
         """The annotation layer stays above the images (maps added later included)."""
@@ -319,6 +341,7 @@ class AnnotationController:
             self.viewer.bind_key(key, None)
         self._bound_keys.clear()
         self.viewer.layers.events.inserted.disconnect(self._on_layers_changed)
+        self.viewer.layers.events.removed.disconnect(self._on_layers_removed)
         self.closed = True
 
     # ------------------------------------------------------------------ geometry
