@@ -67,3 +67,15 @@ def test_manifest_ships_inside_the_package():
     root = Path(napari_m1.__file__).parent
     top = root.parents[1] / "napari.yaml"
     assert (root / "napari.yaml").read_text() == top.read_text()
+
+
+def test_public_api_is_lazy_and_complete():
+    code = (
+        "import sys, napari_m1 as m\n"
+        "assert not {'numpy', 'pandas', 'scipy', 'qtpy'} & set(sys.modules), sorted(sys.modules)\n"
+        "for name in m.__all__:\n"
+        "    assert getattr(m, name) is not None, name\n"
+        "print('API-OK')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "API-OK" in out.stdout, out.stderr[-2000:]
