@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import M1Error
+from ..formats import MEASUREMENT_SCHEMA as MEASUREMENTS_SCHEMA
+from ..formats import READINGS_SCHEMA
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,8 +40,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-READINGS_SCHEMA = "napari-m1/readings/1"
-MEASUREMENTS_SCHEMA = "napari-m1/measurements/1"
 
 #: The reader's binary calls in readings.csv (0/1).
 CALLS = ("als_consistent", "hypointensity", "thinning")
