@@ -23,8 +23,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._annotate import KEYMAP, AnnotationController, SessionPersistence, get_controller
+from .._annotate import KEYMAP, AnnotationController, get_controller
 from .._viewer import get_orientation
+from ..annotation import FileAnnotationStore
 from ..errors import M1Error
 from ..protocol import DEFAULT_ROI_AREA_MM2, available_protocols
 
@@ -255,7 +256,7 @@ class AnnotationWidget(QWidget):
 
     def _refresh(self, *args: Any) -> None:
         ctl = self.ctl
-        in_study = isinstance(ctl.persistence, SessionPersistence)
+        in_study = ctl.store is not None and not isinstance(ctl.store, FileAnnotationStore)
         if self.reader_edit.text() != ctl.reader:
             self.reader_edit.setText(ctl.reader)
         for w in (self.protocol_box, self.reader_edit, self.save_button, self.open_button):

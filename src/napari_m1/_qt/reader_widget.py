@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._annotate import SessionPersistence, get_controller
+from .._annotate import get_controller
 from .._viewer import add_case_layers, get_orientation, m1_layers
 from ..errors import M1Error
 from ..session import (
@@ -40,6 +40,7 @@ from ..session import (
     LockedError,
     ReaderSession,
     Redactor,
+    SessionAnnotationStore,
     blind_case,
     identifying_tokens,
 )
@@ -235,7 +236,7 @@ class ReaderWidget(QWidget):
         for w in case.warnings:
             show_warning(w)
         # Locked reads are refused (and the attempt logged) by the study database itself.
-        self.ctl.reconfigure(reader=s.reader, persistence=SessionPersistence(s, pseudonym))
+        self.ctl.reconfigure(reader=s.reader, store=SessionAnnotationStore(s, pseudonym))
         self.timer.reset()
         self._load_form()
         self._refresh()

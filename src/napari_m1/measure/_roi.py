@@ -9,12 +9,13 @@ the true area at any position and angle, and means are area-weighted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["EllipseWeights", "ellipse_weights", "weighted_stats"]
+__all__ = ["EllipseWeights", "ellipse_weights", "weighted_stats", "weighted_stats_many"]
 
 SUPERSAMPLE = 12
 
@@ -130,3 +131,45 @@ def weighted_stats(values: ArrayLike, weights: ArrayLike) -> dict[str, float]:
     mid = np.cumsum(ws) - 0.5 * ws
     median = float(np.interp(0.5 * tw, mid, vs))
     return {"n_voxels": tw, "mean": mean, "sd": sd, "median": median}
+
+
+def weighted_stats_many(values: Sequence[ArrayLike], weights: ArrayLike) -> list[dict[str, float]]:
+    """:func:`weighted_stats` of several maps read through the same window and weights.
+
+    Parameters
+    ----------
+    values : sequence of k arrays, each the shape of ``weights``
+        E.g. every echo of a GRE and the QSM map on the same grid.
+    weights : array
+        Coverage weights of the window.
+
+    Returns
+    -------
+    list of k dicts, identical to ``[weighted_stats(v, weights) for v in values]``.
+    """
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if not len(values):
+        return []
+    if w.size == 0:
+        return [weighted_stats([], []) for _ in values]
+    v = np.stack([np.asarray(x, dtype=np.float64).ravel() for x in values])  # (k, m)
+    nz = w > 0
+    w, v = w[nz], v[:, nz]
+    if w.size == 0 or not np.isfinite(v).all():  # NaNs somewhere: the per-map path
+        return [weighted_stats(x, w) for x in v]
+    tw = float(w.sum())
+    mean = v @ w / tw
+    sd = np.sqrt(((v - mean[:, None]) ** 2) @ w / tw)
+    order = np.argsort(v, axis=1, kind="stable")
+    vs = np.take_along_axis(v, order, axis=1)
+    ws = w[order]
+    mid = np.cumsum(ws, axis=1) - 0.5 * ws
+    return [
+        {
+            "n_voxels": tw,
+            "mean": float(mean[i]),
+            "sd": float(sd[i]),
+            "median": float(np.interp(0.5 * tw, mid[i], vs[i])),
+        }
+        for i in range(len(v))
+    ]

@@ -1,5 +1,6 @@
 """Blinded multi-reader studies: the store, reader sessions, coordinator tools (no Qt)."""
 
+from ._annotation_store import SessionAnnotationStore
 from ._blind import ActiveTimer, Redactor, blind_case, identifying_tokens
 from ._store import SCHEMA_VERSION, StudyStore
 from ._study import (
@@ -21,6 +22,7 @@ __all__ = [
     "ReadInfo",
     "ReaderSession",
     "Redactor",
+    "SessionAnnotationStore",
     "Study",
     "StudyStore",
     "VerifyResult",
