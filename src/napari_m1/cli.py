@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .stats._cli import register as _register_report
 
     _register_report(sub)
+    from .io._cli import register as _register_import
+
+    _register_import(sub)
 
     s = sub.add_parser("sample", help="write the synthetic 7T M1 phantom as a case folder")
     s.add_argument("out_dir", help="folder to create (must be empty or absent)")
