@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..formats import MEASUREMENT_SCHEMA as MEASUREMENTS_SCHEMA
+from ..formats import READINGS_SCHEMA
 from ..protocol import PENFIELD_AREAS
 
 if TYPE_CHECKING:
@@ -39,8 +41,6 @@ __all__ = [
     "reader_order",
 ]
 
-READINGS_SCHEMA = "napari-m1/readings/1"
-MEASUREMENTS_SCHEMA = "napari-m1/measurements/1"
 
 #: The reader's binary calls in readings.csv (0/1).
 CALLS = ("als_consistent", "hypointensity", "thinning")
