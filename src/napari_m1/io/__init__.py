@@ -13,7 +13,8 @@ from ._case import (
 from ._dicom import DicomScan, DicomSeries, is_dicom_folder, scan_dicom
 from ._dicom_case import choose_series, load_dicom_case, load_series, series_table
 from ._folder import is_openable_folder, remember_echo_times, remembered_copy
-from ._layers import METADATA_KEY, robust_limits, volume_to_layer_data
+from ._layers import layer_metadata, robust_limits, volume_to_layer_data
+from ._meta import METADATA_KEY, LayerMeta
 from ._nifti import (
     KINDS,
     Volume,
@@ -32,6 +33,7 @@ __all__ = [
     "CaseFiles",
     "DicomScan",
     "DicomSeries",
+    "LayerMeta",
     "Volume",
     "case_summary",
     "choose_series",
@@ -41,6 +43,7 @@ __all__ = [
     "is_dicom_folder",
     "is_nifti_path",
     "is_openable_folder",
+    "layer_metadata",
     "load_case",
     "load_case_files",
     "load_dicom_case",
