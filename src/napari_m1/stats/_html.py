@@ -346,12 +346,13 @@ _METHODS_HTML = """
 <ul>
 <li><b>DPR</b> = (48 − ALSFRS-R) / disease duration (months), patients only; blank when
 either is missing or the duration is ≤ 0.</li>
-<li><b>Diagnostic accuracy</b>: 95 % CIs are Wilson score intervals (statsmodels
-<code>proportion_confint(method="wilson")</code>); they stay inside 0–1 and behave at 0 % and
-100 %.</li>
-<li><b>Cohen's κ</b>: statsmodels <code>cohens_kappa</code>; CI κ ± 1.96 × asymptotic SE,
-clipped to [−1, 1]. Undefined (blank) when a reader used a single class.
-<b>Fleiss' κ</b>: statsmodels <code>fleiss_kappa</code>; CI by BCa bootstrap over cases
+<li><b>Diagnostic accuracy</b>: 95 % CIs are Wilson score intervals (the formula of
+statsmodels <code>proportion_confint(method="wilson")</code>); they stay inside 0–1 and behave
+at 0 % and 100 %.</li>
+<li><b>Cohen's κ</b>: CI κ ± 1.96 × asymptotic SE (Fleiss, Cohen &amp; Everitt 1969; the
+formulas of statsmodels <code>cohens_kappa</code>), clipped to [−1, 1]. Undefined (blank)
+when a reader used a single class.
+<b>Fleiss' κ</b>: Fleiss (1971); CI by BCa bootstrap over cases
 (scipy <code>bootstrap</code>, 2000 resamples, fixed seed).</li>
 <li><b>ICC</b>: Shrout &amp; Fleiss ICC(2,1) and ICC(3,1) from the two-way ANOVA mean
 squares; CIs after McGraw &amp; Wong (1996); subjects measured by every reader.</li>
