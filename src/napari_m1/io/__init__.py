@@ -9,6 +9,7 @@ from ._case import (
     load_case,
     place_on_reference,
 )
+from ._caseload import CaseLoad, LoadEvent, LoadingArray
 from ._layers import METADATA_KEY, robust_limits, volume_to_layer_data
 from ._nifti import (
     KINDS,
@@ -26,6 +27,9 @@ __all__ = [
     "METADATA_KEY",
     "Case",
     "CaseFiles",
+    "CaseLoad",
+    "LoadEvent",
+    "LoadingArray",
     "Volume",
     "case_summary",
     "find_case_files",

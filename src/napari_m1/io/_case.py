@@ -25,7 +25,7 @@ from ..geometry import (
     placement_on_reference,
     reference_placement,
 )
-from ._nifti import Volume, is_nifti_path, load_multi_echo, metabolite_name
+from ._nifti import Volume, is_nifti_path, metabolite_name
 
 __all__ = [
     "Case",
@@ -33,6 +33,7 @@ __all__ = [
     "find_case_files",
     "is_case_folder",
     "load_case",
+    "place_one",
     "resample_onto",
 ]
 
@@ -345,39 +346,42 @@ def place_on_reference(vols: list[Volume]) -> list[DisplayPlacement]:
     """
     ref = vols[0]
     ref_place = reference_placement(ref.ras_affine, ref.spatial_shape)
-    places = [ref_place]
-    for v in vols[1:]:
-        if not _overlaps(v.spatial_shape, v.ras_affine, ref.spatial_shape, ref.ras_affine):
-            raise M1LoadError(f"{v.name}: does not overlap the GRE reference volume at all")
-        pl = placement_on_reference(v.ras_affine, ref.ras_affine, ref_place)
-        if pl.resample_to_reference:
-            order = 0 if v.kind == "mrsi" else 1
-            how = "nearest-neighbour" if order == 0 else "linear"
-            if v.data.ndim == 4:
-                v.data = np.stack(
-                    [
-                        resample_onto(
-                            e, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
-                        )
-                        for e in v.data
-                    ]
-                )
-            else:
-                v.data = resample_onto(
-                    v.data, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
-                )
-            v.extra["resampled"] = {"order": order, "from_ras_affine": v.ras_affine.tolist()}
-            v.ras_affine = ref.ras_affine.copy()
-            v.warnings.append(
-                f"{v.name}: grid is rotated relative to the GRE; resampled onto the GRE grid "
-                f"({how})"
+    return [ref_place] + [place_one(v, ref, ref_place) for v in vols[1:]]
+
+
+def place_one(v: Volume, ref: Volume, ref_place: DisplayPlacement) -> DisplayPlacement:
+    """Place one map in the reference's world (resampling it in place when rotated)."""
+    if not _overlaps(v.spatial_shape, v.ras_affine, ref.spatial_shape, ref.ras_affine):
+        raise M1LoadError(f"{v.name}: does not overlap the GRE reference volume at all")
+    pl = placement_on_reference(v.ras_affine, ref.ras_affine, ref_place)
+    if pl.resample_to_reference:
+        order = 0 if v.kind == "mrsi" else 1
+        how = "nearest-neighbour" if order == 0 else "linear"
+        if v.data.ndim == 4:
+            v.data = np.stack(
+                [
+                    resample_onto(e, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order)
+                    for e in v.data
+                ]
             )
-        places.append(pl)
-    return places
+        else:
+            v.data = resample_onto(
+                v.data, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
+            )
+        v.extra["resampled"] = {"order": order, "from_ras_affine": v.ras_affine.tolist()}
+        v.ras_affine = ref.ras_affine.copy()
+        v.warnings.append(
+            f"{v.name}: grid is rotated relative to the GRE; resampled onto the GRE grid ({how})"
+        )
+    return pl
 
 
 def load_case(folder: str | os.PathLike[str], *, kinds: tuple[str, ...] | None = None) -> Case:
     """Load every map of a case folder; all or nothing.
+
+    Every header is checked and the total size compared with the memory available
+    before anything is allocated (see :class:`~napari_m1.io.CaseLoad`, which also
+    loads in stages for a first frame before the whole case is read).
 
     Parameters
     ----------
@@ -391,24 +395,9 @@ def load_case(folder: str | os.PathLike[str], *, kinds: tuple[str, ...] | None =
     M1LoadError
         Anything that makes the case unusable; nothing is returned half-loaded.
     """
-    files = find_case_files(folder)
-    want = set(kinds or ("gre", "phase", "qsm", "mrsi")) | {"gre"}
-    vols: list[Volume] = [
-        load_multi_echo(files.gre, kind="gre", echo_times_ms=files.echo_times_ms)
-    ]
-    if files.phase and "phase" in want:
-        vols.append(load_multi_echo(files.phase, kind="phase", echo_times_ms=files.echo_times_ms))
-    if files.qsm is not None and "qsm" in want:
-        vols.append(load_multi_echo([files.qsm], kind="qsm"))
-    if "mrsi" in want:
-        for met, p in files.mrsi.items():
-            vols.append(load_multi_echo([p], kind="mrsi", name=f"MRSI {met}"))
-            vols[-1].extra["metabolite"] = met
-    for v in vols[1:]:
-        if v.kind in ("qsm", "mrsi") and v.data.ndim != 3:
-            raise M1LoadError(f"{v.name}: must be a 3D map, got shape {v.data.shape}")
-    placements = place_on_reference(vols)
-    return Case(files, vols, placements)
+    from ._caseload import CaseLoad
+
+    return CaseLoad(folder, kinds=kinds).run()
 
 
 def _grid_word(p: DisplayPlacement, ref: DisplayPlacement) -> str:
