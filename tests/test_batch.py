@@ -191,3 +191,48 @@ def test_local_cluster_sigkill_then_resume_does_nothing_twice(cohort20, tmp_path
     expected = _expected_from_measure(cohort20, tmp_path, [f"C{k:03d}" for k in range(1, 21)])
     combined = (out / "measurements.csv").read_text(encoding="utf-8")
     assert _rows_without_time(combined) == _rows_without_time(expected)
+
+
+def test_study_reads_are_measured_like_study_export(cohort20, tmp_path):
+    """--study: every submitted read, labelled by pseudonym, equals `study export`."""
+    from napari_m1.annotation import load_annotations
+    from napari_m1.session import ReaderSession, create_study
+
+    root = cohort20.parent
+    cases = _subset(cohort20, 3, tmp_path / "cases.csv")
+    cases.write_text(
+        "case_id,path\n" + "".join(f"{c},{root / c}\n" for c in ("C001", "C002", "C003")),
+        encoding="utf-8",
+    )
+    study = tmp_path / "study"
+    create_study(study, cases, ["R1"], seed=3).close()
+    rs = ReaderSession(study, "R1")
+    try:
+        reads = rs.reads()
+        for r in reads[:2]:  # two reads submitted, the third left in progress
+            rs.open_read(r.pseudonym)
+            case_id = next(
+                c for c in ("C001", "C002", "C003") if rs.case_folder(r.pseudonym).name == c
+            )
+            aset = load_annotations(root / "annotations" / f"{case_id}.m1ann.jsonl")
+            for a in aset.items.values():
+                rs.save_annotation(r.pseudonym, a.slot, a.to_json(), "add")
+            for f in ("hypointensity", "thinning", "als_consistent"):
+                rs.set_answer(r.pseudonym, f, 1)
+            rs.set_answer(r.pseudonym, "confidence", 4)
+            rs.submit(r.pseudonym)
+        rs.open_read(reads[2].pseudonym)
+    finally:
+        rs.close()
+    out = tmp_path / "out"
+    rc = cli_main(["batch", "measure", "--study", str(study), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    assert cli_main(
+        ["study", "export", str(study), "--out", str(tmp_path / "readings.csv"),
+         "--measurements", str(tmp_path / "export.csv")]
+    ) == 0  # fmt: skip
+    got = _rows_without_time((out / "measurements.csv").read_text("utf-8"))
+    want = _rows_without_time((tmp_path / "export.csv").read_text("utf-8"))
+    assert sorted(got[1:]) == sorted(want[1:]) and got[0] == want[0]
+    assert {r[2] for r in got[1:]} == {reads[0].pseudonym, reads[1].pseudonym}
+    assert not any("C00" in cell for r in got for cell in r)  # stays blinded
