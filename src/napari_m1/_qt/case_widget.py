@@ -31,6 +31,7 @@ from .._viewer import (
 )
 from ..errors import M1Error
 from ..io import KINDS, Case, LayerMeta, load_case
+from .source_browser import SourceBrowser, fill_missing_echo_times
 
 if TYPE_CHECKING:
     import napari
@@ -63,6 +64,15 @@ class CaseWidget(QWidget):
         self._worker: Any = None
 
         self.open_button = QPushButton("Open case folder…")
+        self.browse_button = QPushButton("DICOM / BIDS…")
+        self.browse_button.setToolTip(
+            "Browse a DICOM folder (series picker), a BIDS dataset (subjects/sessions) or a "
+            "NIfTI folder, and open one case"
+        )
+        self.browser = SourceBrowser()
+        self.browser.setVisible(False)
+        # Seam for tests: callable(n_echoes) -> list of ms, instead of the dialog.
+        self.ask_echo_times: Any = None
         self.sample_button = QPushButton("Open sample")
         self.sample_group = QComboBox()
         self.sample_group.addItems(["control", "als"])
@@ -91,7 +101,11 @@ class CaseWidget(QWidget):
         row.addWidget(self.sample_button)
         row.addWidget(self.sample_group)
         lay = QVBoxLayout(self)
-        lay.addWidget(self.open_button)
+        row0 = QHBoxLayout()
+        row0.addWidget(self.open_button, 1)
+        row0.addWidget(self.browse_button)
+        lay.addLayout(row0)
+        lay.addWidget(self.browser)
         lay.addLayout(row)
         row2 = QHBoxLayout()
         row2.addWidget(self.file_button)
@@ -105,6 +119,8 @@ class CaseWidget(QWidget):
         lay.addStretch(1)
 
         self.open_button.clicked.connect(self._on_open_clicked)
+        self.browse_button.clicked.connect(lambda: self.show_browser())
+        self.browser.open_requested.connect(lambda job: self._start(job, block=False))
         self.sample_button.clicked.connect(self._on_sample_clicked)
         self.file_button.clicked.connect(lambda: self.open_file())
         self.radiological.toggled.connect(self._on_radiological_toggled)
@@ -128,7 +144,18 @@ class CaseWidget(QWidget):
             folder = QFileDialog.getExistingDirectory(self, "Open a 7T M1 case folder")
             if not folder:
                 return
+        from ..io._bids import is_bids_root
+
+        if is_bids_root(folder):  # a dataset, not a case: list its subjects/sessions
+            self.show_browser(folder, block=block)
+            return
         self._start(lambda: load_case(folder), block=block)
+
+    def show_browser(self, folder: str | Path | None = None, *, block: bool = False) -> None:
+        """Show the DICOM/BIDS browser (listing ``folder`` when given)."""
+        self.browser.setVisible(True)
+        if folder is not None:
+            self.browser.set_folder(folder, block=block)
 
     def open_sample(self, group: str | None = None, *, block: bool = False) -> None:
         """Open the synthetic phantom (writing it to the per-user sample cache once)."""
@@ -197,6 +224,7 @@ class CaseWidget(QWidget):
 
     # ------------------------------------------------------------------ handlers
     def _on_loaded(self, case: Case) -> None:
+        case = fill_missing_echo_times(self, case, self.ask_echo_times)
         self._enable()
         add_case_layers(self.viewer, case)
         self.orientation.apply()
