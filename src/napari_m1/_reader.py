@@ -16,8 +16,8 @@ from typing import Any
 from .geometry import reference_placement
 from .io import (
     Case,
-    is_case_folder,
     is_nifti_path,
+    is_openable_folder,
     load_case,
     load_nifti,
     volume_to_layer_data,
@@ -66,9 +66,10 @@ def read_nifti(path: PathLike | list[PathLike]) -> list[LayerData]:
 
 
 def get_case_reader(path: PathLike | list[PathLike]) -> Callable[..., list[LayerData]] | None:
-    """Reader for a case folder (case.json or BIDS-like GRE names), else None."""
+    """Reader for a case folder (case.json or BIDS-like GRE names), a DICOM folder or a
+    bare NIfTI folder, else None (checks names and a few file headers only)."""
     p = _single(path)
-    if p is None or not is_case_folder(p):
+    if p is None or not is_openable_folder(p):
         return None
     return read_case
 
@@ -77,9 +78,7 @@ def case_layer_data(case: Case) -> list[LayerData]:
     """Layer-data tuples for a loaded case: GRE first and visible; the maps hidden."""
     out: list[LayerData] = []
     for vol, place in zip(case.volumes, case.placements, strict=True):
-        data, kwargs, typ = volume_to_layer_data(vol, place)
-        kwargs["metadata"]["napari_m1"]["case_label"] = case.files.label
-        out.append((data, kwargs, typ))
+        out.append(volume_to_layer_data(vol, place, case_label=case.files.label))
     return out
 
 

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -33,7 +32,8 @@ from .._viewer import (
     world_to_ras_in_viewer,
 )
 from ..errors import M1Error
-from ..io import KINDS, METADATA_KEY, Case, load_case
+from ..io import KINDS, Case, LayerMeta, load_case
+from .source_browser import SourceBrowser, fill_missing_echo_times
 
 if TYPE_CHECKING:
     import napari
@@ -76,6 +76,15 @@ class CaseWidget(QWidget):
         self._staged: StagedCaseLayers | None = None
 
         self.open_button = QPushButton("Open case folder…")
+        self.browse_button = QPushButton("DICOM / BIDS…")
+        self.browse_button.setToolTip(
+            "Browse a DICOM folder (series picker), a BIDS dataset (subjects/sessions) or a "
+            "NIfTI folder, and open one case"
+        )
+        self.browser = SourceBrowser()
+        self.browser.setVisible(False)
+        # Seam for tests: callable(n_echoes) -> list of ms, instead of the dialog.
+        self.ask_echo_times: Any = None
         self.sample_button = QPushButton("Open sample")
         self.sample_group = QComboBox()
         self.sample_group.addItems(["control", "als"])
@@ -111,7 +120,11 @@ class CaseWidget(QWidget):
         row.addWidget(self.sample_button)
         row.addWidget(self.sample_group)
         lay = QVBoxLayout(self)
-        lay.addWidget(self.open_button)
+        row0 = QHBoxLayout()
+        row0.addWidget(self.open_button, 1)
+        row0.addWidget(self.browse_button)
+        lay.addLayout(row0)
+        lay.addWidget(self.browser)
         lay.addLayout(row)
         row2 = QHBoxLayout()
         row2.addWidget(self.file_button)
@@ -126,6 +139,8 @@ class CaseWidget(QWidget):
         lay.addStretch(1)
 
         self.open_button.clicked.connect(self._on_open_clicked)
+        self.browse_button.clicked.connect(lambda: self.show_browser())
+        self.browser.open_requested.connect(lambda job: self._start(job, block=False))
         self.sample_button.clicked.connect(self._on_sample_clicked)
         self.file_button.clicked.connect(lambda: self.open_file())
         self.radiological.toggled.connect(self._on_radiological_toggled)
@@ -151,10 +166,22 @@ class CaseWidget(QWidget):
             folder = QFileDialog.getExistingDirectory(self, "Open a 7T M1 case folder")
             if not folder:
                 return
-        if block:
-            self._start(lambda: load_case(folder), block=True)
+        from ..io._bids import is_bids_root
+
+        if is_bids_root(folder):  # a dataset, not a case: list its subjects/sessions
+            self.show_browser(folder, block=block)
+            return
+        if block or not _streamable(folder):
+            # DICOM and bare NIfTI folders are converted/organised first: loaded whole
+            self._start(lambda: load_case(folder), block=block)
         else:
             self._start_staged(folder)
+
+    def show_browser(self, folder: str | Path | None = None, *, block: bool = False) -> None:
+        """Show the DICOM/BIDS browser (listing ``folder`` when given)."""
+        self.browser.setVisible(True)
+        if folder is not None:
+            self.browser.set_folder(folder, block=block)
 
     def open_sample(self, group: str | None = None, *, block: bool = False) -> None:
         """Open the synthetic phantom (writing it to the per-user sample cache once)."""
@@ -189,23 +216,14 @@ class CaseWidget(QWidget):
             if ref is None:
                 place = reference_placement(vol.ras_affine, vol.spatial_shape)
             else:
-                md = ref.metadata[METADATA_KEY]
-                ref_vol = Volume(
-                    ref.data,
-                    np.asarray(md["ras_affine"]),
-                    np.asarray(md["source_affine"]),
-                    (),
-                    md["kind"],
-                    ref.name,
-                )
+                md = LayerMeta.of(ref)
+                ref_vol = Volume(ref.data, md.ras_affine, md.source_affine, (), md.kind, ref.name)
                 place = place_on_reference([ref_vol, vol])[1]
         except M1Error as exc:
             self._on_failed(exc)
             return False
-        data, kwargs, _ = volume_to_layer_data(vol, place, visible=True)
-        kwargs["metadata"][METADATA_KEY]["case_label"] = (
-            ref.metadata[METADATA_KEY].get("case_label", "") if ref is not None else ""
-        )
+        label = LayerMeta.of(ref).case_label if ref is not None else ""
+        data, kwargs, _ = volume_to_layer_data(vol, place, visible=True, case_label=label)
         self.viewer.add_image(data, **kwargs)
         self.orientation.apply()
         from napari.utils.notifications import show_warning
@@ -281,7 +299,12 @@ class CaseWidget(QWidget):
 
     def _on_staged_done(self, case: Case) -> None:
         self.progress.setVisible(False)
-        self._staged = None
+        staged, self._staged = self._staged, None
+        asked = fill_missing_echo_times(self, case, self.ask_echo_times)
+        if asked is not case and staged is not None:
+            staged.discard()  # reloaded with the echo times the user gave
+            self._on_loaded(asked, add_layers=True)
+            return
         self._on_loaded(case, add_layers=False)
 
     def _on_staged_failed(self, exc: BaseException) -> None:
@@ -292,6 +315,8 @@ class CaseWidget(QWidget):
         self._on_failed(exc)
 
     def _on_loaded(self, case: Case, *, add_layers: bool = True) -> None:
+        if add_layers:
+            case = fill_missing_echo_times(self, case, self.ask_echo_times)
         self._enable()
         if add_layers:
             add_case_layers(self.viewer, case)
@@ -343,7 +368,7 @@ class CaseWidget(QWidget):
         layers = m1_layers(self.viewer)
         self.table.setRowCount(len(layers))
         for r, ly in enumerate(layers):
-            md = ly.metadata[METADATA_KEY]
+            md = LayerMeta.of(ly).raw
             te = md.get("echo_times_ms")
             vals = (
                 ly.name,
@@ -360,3 +385,12 @@ class CaseWidget(QWidget):
 
 def _gb(n: float) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
+
+
+def _streamable(folder: str | Path) -> bool:
+    """A case folder that streams in stages (case.json or BIDS-like names)."""
+    from ..io import is_case_folder
+    from ..io._case import CASE_JSON
+
+    f = Path(folder)
+    return (f / CASE_JSON).is_file() or is_case_folder(f)

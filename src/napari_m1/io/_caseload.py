@@ -30,7 +30,14 @@ import numpy as np
 
 from ..errors import M1LoadError
 from ..geometry import reference_placement
-from ._case import Case, find_case_files, place_one
+from ._case import (
+    PHASE_DIFFERENCE_NAME,
+    Case,
+    CaseFiles,
+    find_case_files,
+    finish_phase_difference,
+    place_one,
+)
 from ._read import VolumePlan, plan_volume
 from ._stream import check_memory
 
@@ -190,12 +197,15 @@ class CaseLoad:
     """
 
     def __init__(
-        self, folder: str | os.PathLike[str], *, kinds: tuple[str, ...] | None = None
+        self, source: str | os.PathLike[str] | CaseFiles, *, kinds: tuple[str, ...] | None = None
     ) -> None:
-        files = find_case_files(folder)
+        files = source if isinstance(source, CaseFiles) else find_case_files(source)
         want = set(kinds or ("gre", "phase", "qsm", "mrsi")) | {"gre"}
         plans = [plan_volume(files.gre, kind="gre", echo_times_ms=files.echo_times_ms)]
-        if files.phase and "phase" in want:
+        self._phase_difference = bool(files.phase and "phase" in want and files.phase_difference)
+        if self._phase_difference:
+            plans.append(plan_volume(files.phase[:1], kind="phase", name=PHASE_DIFFERENCE_NAME))
+        elif files.phase and "phase" in want:
             plans.append(plan_volume(files.phase, kind="phase", echo_times_ms=files.echo_times_ms))
         if files.qsm is not None and "qsm" in want:
             plans.append(plan_volume([files.qsm], kind="qsm"))
@@ -205,11 +215,12 @@ class CaseLoad:
         for pl in plans[1:]:
             if pl.kind in ("qsm", "mrsi") and pl.n_echoes != 1:
                 raise M1LoadError(
-                    f"{pl.label}: must be a 3D map, got {pl.n_echoes} volumes ({pl.paths[0].name})"
+                    f"{pl.label}: must be a 3D map, got shape "
+                    f"{(pl.n_echoes, *reversed(pl.file_spatial))}"
                 )
         self.files = files
         self.plans: list[VolumePlan] = plans
-        check_memory(self.nbytes, Path(folder).name)
+        check_memory(self.nbytes, Path(files.folder).name)
         self.reference_array: LoadingArray | None = None
 
     @property
@@ -244,6 +255,10 @@ class CaseLoad:
                         yield LoadEvent("progress", last, total)
                 base += plan.nbytes
                 vol = plan.finish()
+                if plan.kind == "mrsi":
+                    vol.extra["metabolite"] = plan.label.removeprefix("MRSI ")
+                if plan.kind == "phase" and self._phase_difference:
+                    vol = finish_phase_difference(vol, plan.paths[0], vols[0])
                 if i == 0:
                     place = reference_placement(vol.ras_affine, vol.spatial_shape)
                 else:
