@@ -8,6 +8,7 @@ global pyplot state (or into napari's Qt event loop).
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +18,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ._compute import StudyResults
+    from ._data import DataIssue
 
 __all__ = ["FIGURE_NAMES", "MAX_POINTS", "ReportFigure", "render_figures"]
+
+log = logging.getLogger(__name__)
 
 FIGURE_NAMES = ("group_boxplots", "clinical_scatter", "confusion_matrices", "bland_altman")
 
@@ -348,7 +352,11 @@ def bland_altman(
 
 
 def render_figures(
-    res: StudyResults, *, max_points: int = MAX_POINTS, seed: int = 0
+    res: StudyResults,
+    *,
+    max_points: int = MAX_POINTS,
+    seed: int = 0,
+    issues: list[DataIssue] | None = None,
 ) -> list[ReportFigure]:
     """Every figure that the data allow, in report order.
 
@@ -358,16 +366,39 @@ def render_figures(
         From :func:`napari_m1.stats.compute_study`.
     max_points : int
         Most points drawn per scatter (random subset with ``seed``; statistics use all).
+    issues : list of DataIssue, optional
+        When given, a figure that cannot be drawn is left out and reported here (one
+        line; the traceback goes to the debug log) instead of failing the report: the
+        figures illustrate numbers that the tables already hold.
 
     Returns
     -------
     list of ReportFigure
         Figures needing measurements are left out when there are none.
     """
-    out = [
-        group_boxplots(res, max_points=max_points, seed=seed),
-        clinical_scatter(res, max_points=max_points, seed=seed),
-        confusion_matrices(res),
-        bland_altman(res, max_points=max_points, seed=seed),
-    ]
+    from ._data import make_issue
+
+    out = []
+    for name, draw in (
+        ("group_boxplots", lambda: group_boxplots(res, max_points=max_points, seed=seed)),
+        ("clinical_scatter", lambda: clinical_scatter(res, max_points=max_points, seed=seed)),
+        ("confusion_matrices", lambda: confusion_matrices(res)),
+        ("bland_altman", lambda: bland_altman(res, max_points=max_points, seed=seed)),
+    ):
+        try:
+            out.append(draw())
+        except Exception as exc:  # reported as a data issue, see the docstring
+            if issues is None:
+                raise
+            log.debug("figure %s failed", name, exc_info=True)
+            why = (str(exc).strip().splitlines() or [""])[0] or "no message"
+            issues.append(
+                make_issue(
+                    "figures",
+                    "figure-failed",
+                    f"figure {name} not drawn ({type(exc).__name__}: {why}); "
+                    "the tables are complete",
+                    [name],
+                )
+            )
     return [f for f in out if f is not None]
