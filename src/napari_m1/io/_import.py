@@ -221,7 +221,7 @@ def import_case(
     sidecars: dict[int, dict[str, Any]] = {}
     if is_bids_root(src):
         case = load_bids_case(src, subject=subject, session=session)
-        label = _safe_label(subject or case.files.label)
+        label = _safe_label(case.files.label.split("_ses-")[0])
     elif is_dicom_folder(src):
         scan = scan_dicom(src, progress=progress)
         mag, ph, notes = choose_series(scan, gre=series)
