@@ -10,6 +10,7 @@ from ._case import (
     load_case_files,
     place_on_reference,
 )
+from ._caseload import CaseLoad, LoadEvent, LoadingArray
 from ._dicom import DicomScan, DicomSeries, is_dicom_folder, scan_dicom
 from ._dicom_case import choose_series, load_dicom_case, load_series, series_table
 from ._folder import is_openable_folder, remember_echo_times, remembered_copy
@@ -31,9 +32,12 @@ __all__ = [
     "METADATA_KEY",
     "Case",
     "CaseFiles",
+    "CaseLoad",
     "DicomScan",
     "DicomSeries",
     "LayerMeta",
+    "LoadEvent",
+    "LoadingArray",
     "Volume",
     "case_summary",
     "choose_series",

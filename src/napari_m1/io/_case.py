@@ -34,6 +34,7 @@ __all__ = [
     "is_case_folder",
     "load_case",
     "load_case_files",
+    "place_one",
     "resample_onto",
 ]
 
@@ -360,35 +361,34 @@ def place_on_reference(vols: list[Volume]) -> list[DisplayPlacement]:
     """
     ref = vols[0]
     ref_place = reference_placement(ref.ras_affine, ref.spatial_shape)
-    places = [ref_place]
-    for v in vols[1:]:
-        if not _overlaps(v.spatial_shape, v.ras_affine, ref.spatial_shape, ref.ras_affine):
-            raise M1LoadError(f"{v.name}: does not overlap the GRE reference volume at all")
-        pl = placement_on_reference(v.ras_affine, ref.ras_affine, ref_place)
-        if pl.resample_to_reference:
-            order = 0 if v.kind == "mrsi" else 1
-            how = "nearest-neighbour" if order == 0 else "linear"
-            if v.data.ndim == 4:
-                v.data = np.stack(
-                    [
-                        resample_onto(
-                            e, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
-                        )
-                        for e in v.data
-                    ]
-                )
-            else:
-                v.data = resample_onto(
-                    v.data, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
-                )
-            v.extra["resampled"] = {"order": order, "from_ras_affine": v.ras_affine.tolist()}
-            v.ras_affine = ref.ras_affine.copy()
-            v.warnings.append(
-                f"{v.name}: grid is rotated relative to the GRE; resampled onto the GRE grid "
-                f"({how})"
+    return [ref_place] + [place_one(v, ref, ref_place) for v in vols[1:]]
+
+
+def place_one(v: Volume, ref: Volume, ref_place: DisplayPlacement) -> DisplayPlacement:
+    """Place one map in the reference's world (resampling it in place when rotated)."""
+    if not _overlaps(v.spatial_shape, v.ras_affine, ref.spatial_shape, ref.ras_affine):
+        raise M1LoadError(f"{v.name}: does not overlap the GRE reference volume at all")
+    pl = placement_on_reference(v.ras_affine, ref.ras_affine, ref_place)
+    if pl.resample_to_reference:
+        order = 0 if v.kind == "mrsi" else 1
+        how = "nearest-neighbour" if order == 0 else "linear"
+        if v.data.ndim == 4:
+            v.data = np.stack(
+                [
+                    resample_onto(e, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order)
+                    for e in v.data
+                ]
             )
-        places.append(pl)
-    return places
+        else:
+            v.data = resample_onto(
+                v.data, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
+            )
+        v.extra["resampled"] = {"order": order, "from_ras_affine": v.ras_affine.tolist()}
+        v.ras_affine = ref.ras_affine.copy()
+        v.warnings.append(
+            f"{v.name}: grid is rotated relative to the GRE; resampled onto the GRE grid ({how})"
+        )
+    return pl
 
 
 def load_case(
@@ -425,32 +425,30 @@ def load_case(
 
 
 def load_case_files(files: CaseFiles, *, kinds: tuple[str, ...] | None = None) -> Case:
-    """Load the maps named by ``files`` (see :func:`load_case`)."""
-    want = set(kinds or ("gre", "phase", "qsm", "mrsi")) | {"gre"}
-    vols: list[Volume] = [
-        load_multi_echo(files.gre, kind="gre", echo_times_ms=files.echo_times_ms)
-    ]
-    if files.phase and "phase" in want and files.phase_difference:
-        vols.append(_load_phase_difference(files.phase[0], vols[0]))
-    elif files.phase and "phase" in want:
-        vols.append(load_multi_echo(files.phase, kind="phase", echo_times_ms=files.echo_times_ms))
-    if files.qsm is not None and "qsm" in want:
-        vols.append(load_multi_echo([files.qsm], kind="qsm"))
-    if "mrsi" in want:
-        for met, p in files.mrsi.items():
-            vols.append(load_multi_echo([p], kind="mrsi", name=f"MRSI {met}"))
-            vols[-1].extra["metabolite"] = met
-    for v in vols[1:]:
-        if v.kind in ("qsm", "mrsi") and v.data.ndim != 3:
-            raise M1LoadError(f"{v.name}: must be a 3D map, got shape {v.data.shape}")
-    placements = place_on_reference(vols)
-    return Case(files, vols, placements)
+    """Load the maps named by ``files`` (see :func:`load_case`).
+
+    Every header is checked and the total size compared with the memory available
+    before anything is allocated; each map then streams into its one buffer (see
+    :class:`~napari_m1.io.CaseLoad`, which also loads in stages for a first frame
+    before the whole case is read).
+    """
+    from ._caseload import CaseLoad
+
+    return CaseLoad(files, kinds=kinds).run()
 
 
 def _load_phase_difference(path: Path, gre: Volume) -> Volume:
     """One phase-difference image (3D) for a two-echo magnitude; dTE from the sidecar
     (``EchoTime1``/``EchoTime2``, seconds) or the magnitude's echo times."""
-    vol = load_multi_echo([path], kind="phase", name="GRE phase difference")
+    vol = load_multi_echo([path], kind="phase", name=PHASE_DIFFERENCE_NAME)
+    return finish_phase_difference(vol, path, gre)
+
+
+PHASE_DIFFERENCE_NAME = "GRE phase difference"
+
+
+def finish_phase_difference(vol: Volume, path: Path, gre: Volume) -> Volume:
+    """Echo times and facts of a loaded phase-difference volume (see above)."""
     if vol.data.ndim != 3:
         raise M1LoadError(f"{path.name}: a phase-difference image must be 3D")
     side = read_sidecar(path)
