@@ -381,3 +381,20 @@ def test_geometry_doctests():
 
     res = doctest.testmod(g)
     assert res.attempted >= 5 and res.failed == 0
+
+
+def test_weighted_stats_of_many_maps_equal_one_by_one():
+    from napari_m1.measure._roi import weighted_stats_many
+
+    rng = np.random.default_rng(5)
+    for t in range(300):
+        m = int(rng.integers(0, 40))
+        w = np.round(rng.uniform(0, 1, m) * 4) / 4  # ties and zero weights
+        vals = [np.round(rng.normal(size=m), 1) for _ in range(3)]
+        if t % 5 == 0 and m:
+            vals[1][0] = np.nan
+        many = weighted_stats_many(vals, w)
+        for got, v in zip(many, vals, strict=True):
+            want = weighted_stats(v, w)
+            for key in want:
+                assert got[key] == pytest.approx(want[key], rel=1e-12, abs=1e-12, nan_ok=True)

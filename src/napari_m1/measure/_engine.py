@@ -14,6 +14,7 @@ import datetime as _dt
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -119,8 +120,8 @@ def _roi_geometry(ann: Annotation, src: MapSource) -> tuple[int, NDArray, NDArra
 @dataclass
 class _SlotResult:
     ann: Annotation
-    raw: list[dict[str, Any]]  # measured values (no stamp, no normalisation)
-    rows: list[dict[str, Any]] = field(default_factory=list)  # finished rows
+    raw: list[dict[str, Any]]  # measured rows
+    rows: list[dict[str, Any]] = field(default_factory=list)  # the same rows, once finished
 
 
 class MeasurementEngine:
@@ -219,7 +220,7 @@ class MeasurementEngine:
             self.midline_x_mm = x
             for res in self._cache.values():
                 h = hemisphere(res.ann.centre_ras, midline_x_mm=x)
-                for r in (*res.raw, *res.rows):
+                for r in res.raw:
                     r["hemisphere_from_affine"] = h
             return tuple(self._sorted(self._cache))
         cached = self._cache.get(slot)
@@ -260,11 +261,11 @@ class MeasurementEngine:
         """
         stamp = exported_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         if self._all_rows is None:
-            out: list[dict[str, Any]] = []
-            for slot_id in self._sorted(self._cache):
-                out.extend(self._cache[slot_id].rows)
-            self._all_rows = out
-            self._stamp = ""
+            cache = self._cache
+            self._all_rows = list(
+                chain.from_iterable(cache[s].rows for s in self._order if s in cache)
+            )
+            # every cached row carries self._stamp (stamped when finished or restamped here)
         if stamp != self._stamp:
             for r in self._all_rows:
                 r["exported_at_utc"] = stamp
@@ -289,19 +290,19 @@ class MeasurementEngine:
         return {r["echo"]: r["mean"] for r in res.raw if r["layer_kind"] == "gre"}
 
     def _finish(self, slot_id: str) -> None:
-        """Finished rows of a slot: constants, version, normalised SI."""
+        """Finished rows of a slot: constants, version, normalised SI (set in place)."""
         from .. import __version__
 
         res = self._cache[slot_id]
         ref_means, ref_note = self._reference_means()
-        rows = []
-        for r in res.raw:
-            row = dict(r)
-            row.update(self._const, software_version=__version__, exported_at_utc=self._stamp)
+        if not res.rows:  # first finish after measuring: the constant columns, once
+            for r in res.raw:
+                r.update(self._const, software_version=__version__, exported_at_utc=self._stamp)
+            res.rows = res.raw
+        for row in res.rows:
             if row["annotation"] == "roi" and row["layer_kind"] == "gre":
+                row["normalised_si"] = row["normalised_si_note"] = None
                 self._normalise(row, slot_id, ref_means, ref_note)
-            rows.append(row)
-        res.rows = rows
 
     def _reference_means(self) -> tuple[dict[int, float], str]:
         ref_slot = self.protocol.reference_slot
