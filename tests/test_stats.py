@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+import napari_m1.stats
 from data.m1_study import published_study, synthetic_study, write_study
 from napari_m1.errors import M1Error
 from napari_m1.stats import (
@@ -24,7 +25,8 @@ from napari_m1.stats import (
     spearman,
     wilson_interval,
 )
-from napari_m1.stats._compute import fleiss_kappa_resampled, reader_order
+from napari_m1.stats._agreement import fleiss_kappa_resampled
+from napari_m1.stats._data import reader_order
 
 
 def pct(x: float) -> int:
@@ -720,3 +722,56 @@ def test_missing_si_values_counted_not_imputed(tmp_path):
         & (gc["reader"] == "R1")
     ].iloc[0]
     assert row["n_a"] + row["n_b"] == 11  # 12 cases, one without SI
+
+
+# --------------------------------------------------------------------------- structure
+STATS_SRC = Path(napari_m1.stats.__file__).parent
+
+
+def _stats_imports() -> dict[str, set[str]]:
+    """Module -> the sibling stats modules it imports (at any level, lazily or not)."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    for path in STATS_SRC.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    deps.add(node.module.split(".")[0])
+                else:
+                    deps.update(a.name for a in node.names)
+        graph[path.stem] = deps - {path.stem}
+    return graph
+
+
+def test_stats_modules_small_and_without_import_cycle():
+    sizes = {
+        p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in STATS_SRC.glob("*.py")
+    }
+    assert max(sizes.values()) <= 500, sizes
+    graph = _stats_imports()
+    assert "_data" in graph["_agreement"]  # the parser sees relative imports
+    done: set[str] = set()
+
+    def visit(mod: str, stack: tuple[str, ...]) -> None:
+        assert mod not in stack, f"import cycle: {' -> '.join((*stack, mod))}"
+        if mod in done or mod not in graph:
+            return
+        for dep in graph[mod]:
+            visit(dep, (*stack, mod))
+        done.add(mod)
+
+    for mod in graph:
+        visit(mod, ())
+
+
+def test_penfield_areas_have_one_home():
+    from napari_m1.protocol import PENFIELD_AREAS
+    from napari_m1.stats._data import AREA_ORDER
+
+    assert PENFIELD_AREAS == ("foot", "leg", "hand", "face")
+    assert AREA_ORDER == tuple(reversed(PENFIELD_AREAS))  # derived, not a second list
+    for path in STATS_SRC.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "PENFIELD_AREAS =" not in text and '"foot", "leg"' not in text, path.name

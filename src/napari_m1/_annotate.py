@@ -32,7 +32,7 @@ from .annotation import (
 )
 from .errors import M1Error
 from .geometry import hemisphere, ras_to_world, world_to_ras
-from .io import METADATA_KEY
+from .io import METADATA_KEY, LayerMeta
 from .measure import MapSource, MeasurementEngine, sample_profile, suggest_band
 from .protocol import DEFAULT_ROI_AREA_MM2, Protocol, get_protocol
 
@@ -180,15 +180,15 @@ class AnnotationController:
         Returns False when no napari-m1 GRE layer is present yet.
         """
         ref = reference_layer(self.viewer)
-        if ref is None or ref.metadata[METADATA_KEY].get("kind") != "gre":
+        if ref is None or LayerMeta.of(ref).kind != "gre":
             return False
         if ref is self._ref and self.annset is not None:
             return True
         self._ref = ref
-        md = ref.metadata[METADATA_KEY]
-        label = md.get("case_label") or "case"
+        md = LayerMeta.of(ref)
+        label = md.case_label or "case"
         shape = ref.data.shape[-3:]
-        fp = case_fingerprint(label, shape, np.asarray(md["ras_affine"]))
+        fp = case_fingerprint(label, shape, md.ras_affine)
         self.engine = self._build_engine(label)
         self.persistence = self._persistence_override or FilePersistence(
             self._autosave_override
@@ -285,18 +285,12 @@ class AnnotationController:
         """A measurement engine over every napari-m1 map now in the viewer."""
         sources = []
         for ly in m1_layers(self.viewer):
-            m = ly.metadata[METADATA_KEY]
-            if m.get("kind") in ("gre", "qsm", "mrsi"):
-                src_aff = m.get("source_affine")
+            m = LayerMeta.of(ly)
+            if m.is_map:
+                tes = list(m.echo_times_ms) if m.echo_times_ms is not None else None
                 sources.append(
                     MapSource(
-                        m["kind"],
-                        ly.name,
-                        ly.data,
-                        np.asarray(m["ras_affine"]),
-                        m.get("echo_times_ms"),
-                        m.get("metabolite"),
-                        np.asarray(src_aff) if src_aff is not None else None,
+                        m.kind, ly.name, ly.data, m.ras_affine, tes, m.metabolite, m.source_affine
                     )
                 )
         ref_name = self._ref.name
@@ -310,7 +304,7 @@ class AnnotationController:
             return
         if self.annset is None or reference_layer(self.viewer) is not self._ref:
             self.attach_case()
-        elif layer is None or METADATA_KEY in getattr(layer, "metadata", {}):
+        elif layer is None or LayerMeta.of(layer) is not None:
             # a map added (or removed) after the case: measure on it too (or no longer)
             self.engine = self._build_engine(self.engine.case_label if self.engine else "case")
             self.engine.set_all(self.annset.items.values())
@@ -324,7 +318,7 @@ class AnnotationController:
         if layer is self._ref:
             self.detach()  # the case was closed: its annotations stay stored, not shown
             return
-        if METADATA_KEY in getattr(layer, "metadata", {}):
+        if LayerMeta.of(layer) is not None:
             self._on_layers_changed(None)
 
     def _keep_on_top(self) -> None:
@@ -346,7 +340,7 @@ class AnnotationController:
 
     # ------------------------------------------------------------------ geometry
     def _ras_affine(self) -> np.ndarray:
-        return np.asarray(self._ref.metadata[METADATA_KEY]["ras_affine"])
+        return LayerMeta.of(self._ref).ras_affine
 
     def world_to_ras(self, world: Any) -> np.ndarray:
         """RAS mm of a world point (any leading axes ignored)."""

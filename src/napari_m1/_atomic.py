@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import M1WriteError
+
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
 
 
@@ -30,18 +32,22 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; move it over ``dest`` on success.
 
     The caller writes the whole file to the yielded path. If the body raises,
-    the temporary file is removed and ``dest`` is left untouched.
+    the temporary file is removed and ``dest`` is left untouched. An I/O failure
+    (read-only folder, disk full) raises :class:`~napari_m1.errors.M1WriteError`.
 
     The temporary name keeps ``dest``'s suffixes (``.nii.gz``) so libraries that
     choose a format by extension (nibabel) write the right thing.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(dest.suffixes)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{dest.name.split('.')[0]}.", suffix=".tmp" + suffix, dir=dest.parent
-    )
-    os.close(fd)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        suffix = "".join(dest.suffixes)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{dest.name.split('.')[0]}.", suffix=".tmp" + suffix, dir=dest.parent
+        )
+        os.close(fd)
+    except OSError as exc:
+        raise M1WriteError(dest, exc) from None
     tmp_path = Path(tmp)
     # mkstemp creates 0600; give the file the permissions an ordinary open() would.
     os.chmod(tmp_path, 0o666 & ~_UMASK)
@@ -50,9 +56,11 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, dest)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, M1WriteError):
+            raise M1WriteError(dest, exc) from None
         raise
     _fsync_dir(dest.parent)
 

@@ -77,9 +77,7 @@ def case_layer_data(case: Case) -> list[LayerData]:
     """Layer-data tuples for a loaded case: GRE first and visible; the maps hidden."""
     out: list[LayerData] = []
     for vol, place in zip(case.volumes, case.placements, strict=True):
-        data, kwargs, typ = volume_to_layer_data(vol, place)
-        kwargs["metadata"]["napari_m1"]["case_label"] = case.files.label
-        out.append((data, kwargs, typ))
+        out.append(volume_to_layer_data(vol, place, case_label=case.files.label))
     return out
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .geometry import conventional_orientation, edge_letters, hemisphere, world_to_ras
-from .io import METADATA_KEY, Case
+from .io import Case, LayerMeta
 
 __all__ = [
     "OrientationController",
@@ -47,22 +47,21 @@ def camera_of(viewer: Any) -> Any:
 
 def m1_layers(viewer: Any) -> list[Any]:
     """Layers that carry napari-m1 geometry metadata, in layer-list order."""
-    return [ly for ly in viewer.layers if METADATA_KEY in getattr(ly, "metadata", {})]
+    return [ly for ly in viewer.layers if LayerMeta.of(ly) is not None]
 
 
 def reference_layer(viewer: Any) -> Any | None:
     """The display reference: the first GRE layer, else the first napari-m1 layer."""
     layers = m1_layers(viewer)
     for ly in layers:
-        if ly.metadata[METADATA_KEY].get("kind") == "gre":
+        if LayerMeta.of(ly).kind == "gre":
             return ly
     return layers[0] if layers else None
 
 
 def world_to_ras_in_viewer(layer: Any, world: Sequence[float]) -> np.ndarray:
     """Scanner RAS mm ``(x, y, z)`` of a napari world point, through ``layer``'s geometry."""
-    md = layer.metadata[METADATA_KEY]
-    return world_to_ras(world, np.asarray(md["ras_affine"]), layer.scale, layer.translate)
+    return world_to_ras(world, LayerMeta.of(layer).ras_affine, layer.scale, layer.translate)
 
 
 def hemisphere_at_world(viewer: Any, world: Sequence[float]) -> str | None:
@@ -185,7 +184,7 @@ class OrientationController:
             self._set_letters(None)
             return
         ref, disp = found
-        ras = np.asarray(ref.metadata[METADATA_KEY]["ras_affine"])
+        ras = LayerMeta.of(ref).ras_affine
         vertical, horizontal = conventional_orientation(ras, disp, radiological=self._radiological)
         cam = camera_of(self.viewer)
         if tuple(map(str, cam.orientation2d)) != (vertical, horizontal):
@@ -199,7 +198,7 @@ class OrientationController:
         if found is None:
             return None
         ref, disp = found
-        ras = np.asarray(ref.metadata[METADATA_KEY]["ras_affine"])
+        ras = LayerMeta.of(ref).ras_affine
         v, h = (str(o) for o in camera_of(self.viewer).orientation2d)
         return edge_letters(ras, disp, v, h)
 

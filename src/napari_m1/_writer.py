@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import M1Error
-from .io import METADATA_KEY
+from .io import LayerMeta
 from .measure import write_measurements_csv
 
 __all__ = ["write_measurements"]
@@ -18,7 +18,7 @@ __all__ = ["write_measurements"]
 
 def write_measurements(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write the measurement rows of an "M1 annotations" layer as CSV; returns [path]."""
-    md = (meta.get("metadata") or {}).get(METADATA_KEY) or {}
-    if md.get("kind") != "annotations":
+    md = LayerMeta.of(meta.get("metadata") or {})
+    if md is None or md.kind != "annotations":
         raise M1Error("only the 'M1 annotations' layer can be saved as M1 measurements")
-    return [str(write_measurements_csv(path, md.get("rows") or []))]
+    return [str(write_measurements_csv(path, md.raw.get("rows") or []))]

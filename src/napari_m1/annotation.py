@@ -35,6 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._atomic import atomic_write_text
 from ._files import read_user_text
 from .errors import M1Error
+from .formats import ANNOTATION_SCHEMA
 from .protocol import Protocol, get_protocol
 
 __all__ = [
@@ -49,8 +50,6 @@ __all__ = [
     "roi_annotation",
     "save_annotations",
 ]
-
-ANNOTATION_SCHEMA = "napari-m1/annotations/1"
 
 
 class AnnotationFileError(M1Error):

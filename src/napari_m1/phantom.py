@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from napari_m1._atomic import atomic_path, atomic_write_text
-from napari_m1.errors import M1Error
+from napari_m1.errors import M1Error, M1InputError
+from napari_m1.formats import PHANTOM_TRUTH_SCHEMA
 
 if TYPE_CHECKING:
     import nibabel as nib
@@ -49,7 +50,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-TRUTH_SCHEMA = "napari-m1-phantom-truth/1"
+TRUTH_SCHEMA = PHANTOM_TRUTH_SCHEMA
 #: Bumped whenever the generated images change, so cached sample cases are rebuilt.
 PHANTOM_VERSION = 3
 ECHO_TIMES_MS: tuple[float, ...] = (10.0, 20.0)
@@ -667,20 +668,20 @@ def _background_hz(xx: np.ndarray, yy: np.ndarray, z_all: np.ndarray) -> np.ndar
 
 def _validate(group: str, seed: int, n_slices: int, noise_sd: float | None) -> float:
     if group not in ("als", "control"):
-        raise ValueError(f"group must be 'als' or 'control', not {group!r}")
+        raise M1InputError(f"group must be 'als' or 'control', not {group!r}")
     if (
         isinstance(n_slices, bool)
         or not isinstance(n_slices, (int, np.integer))
         or n_slices < _MIN_SLICES
         or n_slices % 2
     ):
-        raise ValueError(f"n_slices must be an even integer >= {_MIN_SLICES}, not {n_slices!r}")
+        raise M1InputError(f"n_slices must be an even integer >= {_MIN_SLICES}, not {n_slices!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, not {seed!r}")
+        raise M1InputError(f"seed must be an integer >= 0, not {seed!r}")
     if noise_sd is None:
         return DEFAULT_NOISE_SD
     if not math.isfinite(noise_sd) or noise_sd < 0:
-        raise ValueError(f"noise_sd must be a finite number >= 0, not {noise_sd!r}")
+        raise M1InputError(f"noise_sd must be a finite number >= 0, not {noise_sd!r}")
     return float(noise_sd)
 
 
@@ -998,7 +999,7 @@ def write_phantom_case(
     if label is None:
         label = f"phantom{group}{seed}"
     if not _LABEL_RE.match(label):
-        raise ValueError(f"label must contain only letters and digits, not {label!r}")
+        raise M1InputError(f"label must contain only letters and digits, not {label!r}")
     _validate(group, seed, n_slices, None)
     if out.exists() and not out.is_dir():
         raise M1Error(f"Cannot write the phantom case: {out} is a file, not a folder.")

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -31,7 +30,7 @@ from .._viewer import (
     world_to_ras_in_viewer,
 )
 from ..errors import M1Error
-from ..io import KINDS, METADATA_KEY, Case, load_case
+from ..io import KINDS, Case, LayerMeta, load_case
 
 if TYPE_CHECKING:
     import napari
@@ -161,23 +160,14 @@ class CaseWidget(QWidget):
             if ref is None:
                 place = reference_placement(vol.ras_affine, vol.spatial_shape)
             else:
-                md = ref.metadata[METADATA_KEY]
-                ref_vol = Volume(
-                    ref.data,
-                    np.asarray(md["ras_affine"]),
-                    np.asarray(md["source_affine"]),
-                    (),
-                    md["kind"],
-                    ref.name,
-                )
+                md = LayerMeta.of(ref)
+                ref_vol = Volume(ref.data, md.ras_affine, md.source_affine, (), md.kind, ref.name)
                 place = place_on_reference([ref_vol, vol])[1]
         except M1Error as exc:
             self._on_failed(exc)
             return False
-        data, kwargs, _ = volume_to_layer_data(vol, place, visible=True)
-        kwargs["metadata"][METADATA_KEY]["case_label"] = (
-            ref.metadata[METADATA_KEY].get("case_label", "") if ref is not None else ""
-        )
+        label = LayerMeta.of(ref).case_label if ref is not None else ""
+        data, kwargs, _ = volume_to_layer_data(vol, place, visible=True, case_label=label)
         self.viewer.add_image(data, **kwargs)
         self.orientation.apply()
         from napari.utils.notifications import show_warning
@@ -257,7 +247,7 @@ class CaseWidget(QWidget):
         layers = m1_layers(self.viewer)
         self.table.setRowCount(len(layers))
         for r, ly in enumerate(layers):
-            md = ly.metadata[METADATA_KEY]
+            md = LayerMeta.of(ly).raw
             te = md.get("echo_times_ms")
             vals = (
                 ly.name,

@@ -9,7 +9,8 @@ from ._case import (
     load_case,
     place_on_reference,
 )
-from ._layers import METADATA_KEY, robust_limits, volume_to_layer_data
+from ._layers import layer_metadata, robust_limits, volume_to_layer_data
+from ._meta import METADATA_KEY, LayerMeta
 from ._nifti import (
     KINDS,
     Volume,
@@ -26,12 +27,14 @@ __all__ = [
     "METADATA_KEY",
     "Case",
     "CaseFiles",
+    "LayerMeta",
     "Volume",
     "case_summary",
     "find_case_files",
     "guess_kind",
     "is_case_folder",
     "is_nifti_path",
+    "layer_metadata",
     "load_case",
     "load_multi_echo",
     "load_nifti",

@@ -1,7 +1,7 @@
 """Volume -> napari layer-data tuple ``(data, kwargs, 'image')``. No napari import needed.
 
 Every layer's ``metadata['napari_m1']`` carries the geometry that all later
-computations use (see :data:`METADATA_KEY`).
+computations use; read it with :class:`~napari_m1.io.LayerMeta`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from typing import Any
 import numpy as np
 
 from ..geometry import DisplayPlacement
+from ._meta import METADATA_KEY
 from ._nifti import Volume
 
-__all__ = ["METADATA_KEY", "robust_limits", "volume_to_layer_data"]
-
-METADATA_KEY = "napari_m1"
+__all__ = ["layer_metadata", "robust_limits", "volume_to_layer_data"]
 
 # Blue (diamagnetic, negative chi) - white - red (paramagnetic, positive chi).
 QSM_COLORMAP: dict[str, Any] = {
@@ -47,13 +46,16 @@ def robust_limits(
     return float(a), float(b)
 
 
-def layer_metadata(vol: Volume, placement: DisplayPlacement) -> dict[str, Any]:
+def layer_metadata(
+    vol: Volume, placement: DisplayPlacement, *, case_label: str = ""
+) -> dict[str, Any]:
     """The ``metadata['napari_m1']`` dict of a layer.
 
     Keys: ``kind``; ``ras_affine`` (4x4 list: napari spatial index -> RAS mm);
     ``source_affine`` and ``source_axcodes`` (the file's own); ``voxel_size_mm``;
     ``echo_times_ms`` (list or None); ``has_echo_axis``; ``resampled`` (bool);
-    ``sources`` (file base names); plus kind-specific ``extra`` entries.
+    ``sources`` (file base names); ``case_label``; plus kind-specific ``extra``
+    entries. Read it back with :meth:`napari_m1.io.LayerMeta.of`.
     """
     md: dict[str, Any] = {
         "kind": vol.kind,
@@ -65,13 +67,18 @@ def layer_metadata(vol: Volume, placement: DisplayPlacement) -> dict[str, Any]:
         "has_echo_axis": vol.data.ndim == 4,
         "resampled": placement.resample_to_reference,
         "sources": list(vol.sources),
+        "case_label": case_label,
     }
     md.update(vol.extra)
     return md
 
 
 def volume_to_layer_data(
-    vol: Volume, placement: DisplayPlacement, *, visible: bool | None = None
+    vol: Volume,
+    placement: DisplayPlacement,
+    *,
+    visible: bool | None = None,
+    case_label: str = "",
 ) -> tuple[np.ndarray, dict[str, Any], str]:
     """napari layer-data tuple for a volume placed in the reference's world.
 
@@ -87,7 +94,7 @@ def volume_to_layer_data(
         "name": vol.name,
         "scale": lead + tuple(placement.scale),
         "translate": zero + tuple(placement.translate),
-        "metadata": {METADATA_KEY: layer_metadata(vol, placement)},
+        "metadata": {METADATA_KEY: layer_metadata(vol, placement, case_label=case_label)},
         "axis_labels": (("echo",) if vol.data.ndim == 4 else ()) + ("S-I", "A-P", "R-L"),
         "units": (("dimensionless",) if vol.data.ndim == 4 else ()) + ("mm", "mm", "mm"),
         "interpolation2d": "nearest",

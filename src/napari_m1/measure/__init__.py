@@ -1,7 +1,7 @@
 """Pure measurement: exact-area ROI statistics, calipers, profiles, the live engine, CSV."""
 
 from ._caliper import BandSuggestion, Profile, in_plane_length, sample_profile, suggest_band
-from ._csv import format_cell, read_measurements_csv, write_measurements_csv
+from ._csv import format_cell, write_measurements_csv
 from ._engine import (
     MEASUREMENT_COLUMNS,
     MEASUREMENT_SCHEMA,
@@ -25,7 +25,6 @@ __all__ = [
     "engine_for_case",
     "format_cell",
     "in_plane_length",
-    "read_measurements_csv",
     "sample_profile",
     "suggest_band",
     "weighted_stats",

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..annotation import Annotation, AnnotationSet
+from ..formats import MEASUREMENT_SCHEMA
 from ..geometry import hemisphere, voxel_sizes
 from ..protocol import Protocol
 from ._caliper import in_plane_length
@@ -26,7 +27,6 @@ from ._roi import EllipseWeights, ellipse_weights, weighted_stats
 
 __all__ = ["MEASUREMENT_COLUMNS", "MEASUREMENT_SCHEMA", "MapSource", "MeasurementEngine"]
 
-MEASUREMENT_SCHEMA = "napari-m1/measurements/1"
 
 MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "schema", "software_version", "exported_at_utc", "case_label", "reader", "protocol",

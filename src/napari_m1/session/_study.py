@@ -25,6 +25,7 @@ import numpy as np
 from .._atomic import atomic_write_text
 from .._files import read_user_text
 from ..errors import M1Error
+from ..formats import READINGS_SCHEMA, STUDY_FORMAT, csv_text
 from ._store import GENESIS, StudyStore, audit_hash, utc_now
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
 
 STUDY_JSON = "study.json"
 DB_NAME = "study.sqlite"
-READINGS_SCHEMA = "napari-m1/readings/1"
 #: The visual judgement form: field -> allowed values.
 ANSWER_FIELDS: dict[str, tuple[Any, ...]] = {
     "hypointensity": (0, 1),
@@ -226,9 +226,7 @@ def create_study(
     store.dispose()
     atomic_write_text(
         d / STUDY_JSON,
-        json.dumps(
-            {"format": "napari-m1-study/1", "study_id": study_id, "database": DB_NAME}, indent=2
-        ),
+        json.dumps({"format": STUDY_FORMAT, "study_id": study_id, "database": DB_NAME}, indent=2),
     )
     return Study(d)
 
@@ -640,12 +638,4 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_rows(out: str | os.PathLike[str], rows: list[dict[str, Any]]) -> Path:
-    from ..measure import format_cell
-
-    buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: format_cell(v) for k, v in r.items()})
-    return atomic_write_text(out, buf.getvalue())
+    return atomic_write_text(out, csv_text(rows))

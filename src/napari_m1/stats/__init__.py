@@ -15,20 +15,11 @@ Typical use::
 
 from __future__ import annotations
 
-from ._compute import (
-    IccResult,
-    StudyResults,
-    cohen_kappa,
-    compute_study,
-    diagnostic_accuracy,
-    disease_progression_rate,
-    fleiss_kappa_ci,
-    icc,
-    mann_whitney,
-    spearman,
-    wilson_interval,
-)
-from ._load import DataIssue, StudyData, load_study
+from ._agreement import IccResult, cohen_kappa, fleiss_kappa_ci, icc
+from ._compute import StudyResults, compute_study
+from ._data import DataIssue, StudyData, disease_progression_rate
+from ._groups import diagnostic_accuracy, mann_whitney, spearman, wilson_interval
+from ._read import load_study
 from ._report import ReportResult, build_report
 
 __all__ = [

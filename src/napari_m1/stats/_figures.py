@@ -288,7 +288,7 @@ def bland_altman(
     """Bland–Altman plot of the first two readers' per-subject thickness."""
     from statsmodels.graphics.agreement import mean_diff_plot
 
-    from ._compute import reader_order
+    from ._data import reader_order
 
     if res.per_subject is None:
         return None

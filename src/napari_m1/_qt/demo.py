@@ -11,14 +11,13 @@ measurements schema), ``demo_points.csv`` and ``demo_layers.csv``.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from ._atomic import atomic_write_text
+from .._atomic import atomic_write_text
+from ..formats import csv_text
 
 __all__ = ["run_demo", "write_csv"]
 
@@ -27,11 +26,7 @@ log = logging.getLogger(__name__)
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     """Write dict rows as CSV atomically (header from the first row)."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return atomic_write_text(path, buf.getvalue())
+    return atomic_write_text(path, csv_text(rows))
 
 
 def _process_events(n: int = 5) -> None:
@@ -70,12 +65,11 @@ def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
     Returns the process exit status (non-zero when a scripted check failed).
     """
     import napari
-    import numpy as np
 
-    from ._sample_data import phantom_case_dir
-    from ._viewer import hemisphere_at_world, reference_layer, world_to_ras_in_viewer
-    from .geometry import ras_to_world
-    from .io import METADATA_KEY
+    from .._sample_data import phantom_case_dir
+    from .._viewer import hemisphere_at_world, reference_layer, world_to_ras_in_viewer
+    from ..geometry import ras_to_world
+    from ..io import LayerMeta
 
     viewer = napari.Viewer(title="napari-m1 demo")
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-m1", "M1 case")
@@ -83,8 +77,7 @@ def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
     _dock2, ann_widget = viewer.window.add_plugin_dock_widget("napari-m1", "M1 annotation")
     truth = json.loads((phantom_case_dir(group) / "truth.json").read_text(encoding="utf-8"))
     ref = reference_layer(viewer)
-    md = ref.metadata[METADATA_KEY]
-    ras_affine = np.asarray(md["ras_affine"])
+    ras_affine = LayerMeta.of(ref).ras_affine
 
     hand = next(r for r in truth["regions"] if r["area"] == "hand" and r["hemisphere"] == "L")
     world_hand = ras_to_world(hand["centre_ras_mm"], ras_affine, ref.scale, ref.translate)
@@ -97,7 +90,7 @@ def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     n_done = _scripted_reading(ann_widget.ctl, truth)
     ann_widget.ctl.active = "L_hand_caliper"
-    from ._viewer import camera_of
+    from .._viewer import camera_of
 
     cam = camera_of(viewer)
     cam.center = tuple(world_hand)
@@ -106,7 +99,7 @@ def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
     _process_events()
     shot = out_dir / "demo.png"
     viewer.window.screenshot(str(shot), canvas_only=False)
-    from .measure import write_measurements_csv
+    from ..measure import write_measurements_csv
 
     write_measurements_csv(out_dir / "measurements.csv", ann_widget.ctl.export_rows())
 
@@ -131,9 +124,10 @@ def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
     write_csv(out_dir / "demo_points.csv", rows)
     layer_rows = []
     for ly in viewer.layers:
-        m = ly.metadata.get(METADATA_KEY, {})
-        if not hasattr(ly.data, "shape"):
+        meta = LayerMeta.of(ly)
+        if meta is None or not hasattr(ly.data, "shape"):
             continue  # the annotation layer
+        m = meta.raw
         layer_rows.append(
             {
                 "layer": ly.name,

@@ -1,0 +1,110 @@
+"""``napari-m1 sample | info | measure | demo``: the case and annotation commands.
+
+Registered by :mod:`napari_m1.cli` through :func:`register`. Each command returns
+its exit status; user errors raise :class:`~napari_m1.errors.M1Error`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .phantom import write_phantom_case
+
+    out = write_phantom_case(
+        args.out_dir,
+        args.group,
+        args.seed,
+        n_slices=args.slices,
+        with_phase=args.phase,
+        label=args.label,
+        force=args.force,
+    )
+    print(f"wrote {args.group} phantom (seed {args.seed}) to {out}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .io import case_summary, load_case
+
+    case = load_case(args.case_dir)
+    for w in case.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    rows = case_summary(case)
+    cols = list(rows[0])
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
+    return 0
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from .annotation import load_annotations
+    from .io import load_case
+    from .measure import case_fingerprint_of, engine_for_case, write_measurements_csv
+
+    case = load_case(args.case_dir)
+    annset = load_annotations(args.annotations, case=case_fingerprint_of(case))
+    engine = engine_for_case(case, annset.protocol, reader=args.reader or annset.reader)
+    engine.set_all(annset.items.values())
+    rows = engine.rows()
+    write_measurements_csv(args.out, rows)
+    missing = annset.missing()
+    print(
+        f"wrote {len(rows)} measurement rows for {len(annset.items)} annotations to {args.out}"
+        + (f"; {len(missing)} slot(s) not annotated" if missing else "")
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._qt.demo import run_demo
+
+    return run_demo(headless=args.headless, out_dir=Path(args.out), group=args.group)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``sample``, ``info``, ``measure`` and ``demo`` to ``subparsers``."""
+    s = subparsers.add_parser("sample", help="write the synthetic 7T M1 phantom as a case folder")
+    s.add_argument("out_dir", help="folder to create (must be empty or absent)")
+    s.add_argument("--group", choices=("control", "als"), default="control")
+    s.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    s.add_argument("--slices", type=int, default=60, help="axial slices, even, >= 16")
+    s.add_argument("--phase", action="store_true", help="also write GRE phase images")
+    s.add_argument(
+        "--label",
+        help="subject label in the file names (default names the group: "
+        "pass a neutral one for blinded studies)",
+    )
+    s.add_argument("--force", action="store_true", help="overwrite a non-empty folder")
+    s.set_defaults(func=_cmd_sample)
+
+    i = subparsers.add_parser("info", help="load a case folder and list its layers")
+    i.add_argument("case_dir")
+    i.set_defaults(func=_cmd_info)
+
+    m = subparsers.add_parser("measure", help="recompute every measurement from saved annotations")
+    m.add_argument("case_dir")
+    m.add_argument("annotations", help="annotations file (*.m1ann.jsonl)")
+    m.add_argument("--out", required=True, help="measurements CSV to write")
+    m.add_argument("--reader", default="", help="reader id for the rows (default: the file's)")
+    m.set_defaults(func=_cmd_measure)
+
+    d = subparsers.add_parser(
+        "demo", help="napari with the plugin docked and the sample case open"
+    )
+    d.add_argument(
+        "--headless",
+        action="store_true",
+        help="scripted session: write a screenshot and a CSV, then exit",
+    )
+    d.add_argument("--out", default="out/demo", help="output folder for --headless")
+    d.add_argument("--group", choices=("control", "als"), default="als")
+    d.set_defaults(func=_cmd_demo)

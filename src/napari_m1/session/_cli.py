@@ -1,0 +1,132 @@
+"""``napari-m1 study init | verify | export | unblind | unlock`` (the coordinator's commands).
+
+Registered by :mod:`napari_m1.cli` through :func:`register`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from . import create_study
+
+    st = create_study(
+        args.study_dir,
+        args.cases,
+        args.readers.split(","),
+        seed=args.seed,
+        repeat_fraction=args.repeat_fraction,
+        force=args.force,
+        back_navigation=args.allow_back,
+    )
+    try:
+        n = len(st.store.all_reads())
+        print(f"study {st.study_id}: {len(st.readers)} reader(s), {n} reads in {args.study_dir}")
+    finally:
+        st.close()
+    return 0
+
+
+def _with_study(fn: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        from . import Study
+
+        st = Study(args.study_dir)
+        try:
+            return int(fn(st, args))
+        finally:
+            st.close()
+
+    return run
+
+
+@_with_study
+def _cmd_verify(st: Any, args: argparse.Namespace) -> int:
+    res = st.verify()
+    if res.ok:
+        print(
+            f"audit log OK: {res.n_entries} entries, hash chain intact, "
+            f"database integrity {res.integrity}; last hash {res.last_hash}"
+        )
+        return 0
+    for p in res.problems:
+        print(f"TAMPERED: {p}", file=sys.stderr)
+    print(
+        f"napari-m1: error: audit log verification failed ({len(res.problems)} problem(s))",
+        file=sys.stderr,
+    )
+    return 1
+
+
+@_with_study
+def _cmd_export(st: Any, args: argparse.Namespace) -> int:
+    st.export_readings(args.out)
+    msg = f"wrote {args.out}"
+    if args.measurements:
+        st.export_measurements(args.measurements)
+        msg += f" and {args.measurements}"
+    print(msg)
+    return 0
+
+
+@_with_study
+def _cmd_unblind(st: Any, args: argparse.Namespace) -> int:
+    st.unblind(args.key, args.out, clinical_csv=args.clinical)
+    print(f"wrote {args.out} (unblinded; logged)")
+    return 0
+
+
+@_with_study
+def _cmd_unlock(st: Any, args: argparse.Namespace) -> int:
+    st.unlock(args.reader, args.pseudonym, args.reason)
+    print(f"unlocked {args.pseudonym} for {args.reader} (logged)")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``study`` and its sub-commands to ``subparsers``."""
+    st = subparsers.add_parser("study", help="blinded multi-reader studies (coordinator)")
+    ss = st.add_subparsers(dest="study_command", required=True)
+    si = ss.add_parser("init", help="create a study from cases.csv (case_id,path)")
+    si.add_argument("study_dir")
+    si.add_argument("--cases", required=True, help="CSV with at least case_id,path")
+    si.add_argument("--readers", required=True, help="comma-separated reader ids, e.g. R1,R2")
+    si.add_argument("--seed", type=int, default=0, help="seed of the reading orders")
+    si.add_argument(
+        "--repeat-fraction",
+        type=float,
+        default=0.0,
+        help="share of cases each reader reads again, hidden (0-1)",
+    )
+    si.add_argument(
+        "--allow-back",
+        action="store_true",
+        help="let readers go back to submitted cases (read-only)",
+    )
+    si.add_argument("--force", action="store_true", help="replace an existing study")
+    si.set_defaults(func=_cmd_init)
+    sv = ss.add_parser("verify", help="check the audit log's hash chain and the database")
+    sv.add_argument("study_dir")
+    sv.set_defaults(func=_cmd_verify)
+    se = ss.add_parser("export", help="blinded readings CSV (and measurements)")
+    se.add_argument("study_dir")
+    se.add_argument("--out", required=True)
+    se.add_argument("--measurements", help="also write measurements CSV here")
+    se.set_defaults(func=_cmd_export)
+    su = ss.add_parser("unblind", help="join pseudonyms to case ids (coordinator only)")
+    su.add_argument("study_dir")
+    su.add_argument("--key", required=True, help="the study's cases.csv")
+    su.add_argument("--clinical", help="clinical CSV (case_id, group, ...)")
+    su.add_argument("--out", required=True)
+    su.set_defaults(func=_cmd_unblind)
+    sl = ss.add_parser("unlock", help="unlock a submitted read (coordinator only, logged)")
+    sl.add_argument("study_dir")
+    sl.add_argument("--reader", required=True)
+    sl.add_argument("--pseudonym", required=True)
+    sl.add_argument("--reason", required=True)
+    sl.set_defaults(func=_cmd_unlock)
