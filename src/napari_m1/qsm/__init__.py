@@ -23,7 +23,7 @@ from ._background import vsharp, vsharp_radii
 from ._common import Cancelled
 from ._dipole import tkd, tv_admm
 from ._fourier import dipole_kernel, pad_shape
-from ._inputs import QSMInput, b0_direction, load_case_input, voxel_size_mm
+from ._inputs import QSMInput, b0_direction, input_from_arrays, load_case_input, voxel_size_mm
 from ._mask import brain_mask, phase_quality
 from ._metrics import fraction_outside, hfen, nrmse, xsim
 from ._output import OUTPUT_FILES, write_qsm_outputs
@@ -51,6 +51,7 @@ __all__ = [
     "field_ppm_from_omega",
     "fraction_outside",
     "hfen",
+    "input_from_arrays",
     "load_case_input",
     "mcpc3ds_offset",
     "nrmse",

@@ -5,7 +5,8 @@ Two methods, both on a zero-padded grid (:func:`napari_m1.qsm._fourier.pad_shape
 - :func:`tkd` — thresholded k-space division (Shmueli et al. 2009): ``1/D`` with ``|D|``
   clamped to ``threshold`` near the magic-angle cone. One FFT pair.
 - :func:`tv_admm` — total-variation regularised inversion by ADMM with the closed-form
-  chi update of Bilgic et al. (MRM 2014): ``min 1/2 ||F^-1 D F chi - f||^2 + lambda ||grad chi||_1``.
+  chi update of Bilgic et al. (MRM 2014):
+  ``min 1/2 ||F^-1 D F chi - f||^2 + lambda ||grad chi||_1``.
   float32, ``rfftn``, every buffer allocated once and reused.
 
 Both return chi in the caller's voxel order and shape, zero outside ``mask``.
@@ -21,7 +22,6 @@ from ._common import Cancelled, ProgressFn
 from ._fourier import _fft_workers, crop, dipole_kernel, gradient_ft, pad, pad_shape
 
 __all__ = ["tkd", "tv_admm"]
-
 
 
 def tkd(
@@ -58,7 +58,7 @@ def tkd(
     from scipy.fft import irfftn, rfftn
 
     shape = local_field_ppm.shape
-    ps = tuple(padded_shape) if padded_shape is not None else pad_shape(shape, mask)
+    ps = tuple(padded_shape) if padded_shape is not None else pad_shape(shape, mask, b0_dir)
     d = dipole_kernel(ps, voxel_size_mm, b0_dir)
     small = np.abs(d) < threshold
     d[small] = threshold * np.sign(d[small])
@@ -72,7 +72,6 @@ def tkd(
     chi = crop(irfftn(spec, s=ps, workers=w), shape).astype(np.float32)
     chi[~mask] = 0
     return chi
-
 
 
 def tv_admm(
@@ -120,7 +119,7 @@ def tv_admm(
     from scipy.fft import irfftn, rfftn
 
     shape = local_field_ppm.shape
-    ps = tuple(padded_shape) if padded_shape is not None else pad_shape(shape, mask)
+    ps = tuple(padded_shape) if padded_shape is not None else pad_shape(shape, mask, b0_dir)
     rho = 100.0 * lam if rho is None else float(rho)
     w = _fft_workers()
     h = [float(v) for v in voxel_size_mm]

@@ -29,8 +29,12 @@ def _fft_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def pad_shape(shape: Sequence[int], mask: np.ndarray | None = None) -> tuple[int, ...]:
-    """Padded FFT shape: each axis to ``scipy.fft.next_fast_len``, +16 where the mask is cut.
+def pad_shape(
+    shape: Sequence[int],
+    mask: np.ndarray | None = None,
+    b0_dir: Sequence[float] | None = None,
+) -> tuple[int, ...]:
+    """Padded FFT shape: each axis to ``scipy.fft.next_fast_len``, more where the mask is cut.
 
     Parameters
     ----------
@@ -38,7 +42,11 @@ def pad_shape(shape: Sequence[int], mask: np.ndarray | None = None) -> tuple[int
         Array shape (voxel order of the caller).
     mask : bool ndarray of ``shape``, optional
         Where the mask touches both ends of an axis (a thin slab, or a brain cut by the
-        field of view) that axis gets :data:`THIN_SLAB_PAD` extra voxels before rounding up.
+        field of view) that axis gets :data:`THIN_SLAB_PAD` extra voxels before rounding up
+        — and half its length if it is the axis closest to B0 (``b0_dir``), because the
+        dipole field wraps around most along B0.
+    b0_dir : sequence of 3 float, optional
+        Unit B0 direction in the voxel frame.
 
     Returns
     -------
@@ -47,13 +55,14 @@ def pad_shape(shape: Sequence[int], mask: np.ndarray | None = None) -> tuple[int
     """
     from scipy.fft import next_fast_len
 
+    along_b0 = int(np.argmax(np.abs(b0_dir))) if b0_dir is not None else -1
     out = []
     for ax, n in enumerate(shape):
         extra = 0
         if mask is not None:
             prof = np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != ax))
             if prof[0] and prof[-1]:
-                extra = THIN_SLAB_PAD
+                extra = max(THIN_SLAB_PAD, int(n) // 2) if ax == along_b0 else THIN_SLAB_PAD
         out.append(int(next_fast_len(int(n) + extra, real=True)))
     return tuple(out)
 

@@ -8,6 +8,7 @@ frame come from it — oblique slabs included.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import M1Error
+from ..errors import M1InputError, M1LoadError
 
-__all__ = ["QSMInput", "b0_direction", "load_case_input", "voxel_size_mm"]
+__all__ = ["QSMInput", "b0_direction", "input_from_arrays", "load_case_input", "voxel_size_mm"]
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +87,19 @@ class QSMInput:
         self.mag = np.ascontiguousarray(self.mag, dtype=np.float32)
         self.phase = np.ascontiguousarray(self.phase, dtype=np.float32)
         if self.mag.shape != self.phase.shape:
-            raise M1Error(
+            raise M1InputError(
                 f"magnitude {self.mag.shape} and phase {self.phase.shape} differ in shape"
             )
         tes = tuple(float(t) for t in self.echo_times_ms)
         if len(tes) != self.mag.shape[0]:
-            raise M1Error(f"{len(tes)} echo times for {self.mag.shape[0]} echoes")
+            raise M1InputError(f"{len(tes)} echo times for {self.mag.shape[0]} echoes")
         if any(not np.isfinite(t) or t <= 0 for t in tes) or any(
-            b <= a for a, b in zip(tes, tes[1:], strict=False)
+            b <= a for a, b in itertools.pairwise(tes)
         ):
-            raise M1Error(f"echo times must be positive and increasing, got {list(tes)} ms")
+            raise M1InputError(f"echo times must be positive and increasing, got {list(tes)} ms")
         self.echo_times_ms = tes
         if not (np.isfinite(self.b0_tesla) and 0.1 <= self.b0_tesla <= 20):
-            raise M1Error(f"B0 of {self.b0_tesla} T is not plausible (0.1-20 T)")
+            raise M1InputError(f"B0 of {self.b0_tesla} T is not plausible (0.1-20 T)")
         if len(tes) == 1:
             self.warnings.append(
                 "one echo only: no phase-offset correction (phi0 assumed 0); field is less exact"
@@ -165,6 +166,33 @@ def _snap_scanner_range(data: np.ndarray, scaling: dict) -> np.ndarray:
     return data
 
 
+def input_from_arrays(
+    mag: np.ndarray,
+    phase: np.ndarray,
+    echo_times_ms: tuple[float, ...] | list[float],
+    b0_tesla: float,
+    affine: np.ndarray,
+    *,
+    phase_scaling: dict | None = None,
+    source: dict | None = None,
+) -> QSMInput:
+    """A :class:`QSMInput` from loaded arrays (e.g. napari layers of a case).
+
+    ``phase`` is in radians as the case loader leaves it; ``phase_scaling`` (the loader's
+    record, layer metadata ``phase_scaling``) lets scanner-integer phase be re-mapped from
+    its nominal range (see :func:`_snap_scanner_range`).
+    """
+    pdata = _snap_scanner_range(phase, phase_scaling or {})
+    return QSMInput(
+        mag=mag,
+        phase=pdata,
+        echo_times_ms=tuple(echo_times_ms),
+        b0_tesla=float(b0_tesla),
+        affine=np.asarray(affine, dtype=np.float64),
+        source=dict(source or {}),
+    )
+
+
 def load_case_input(
     case_dir: str | os.PathLike[str], *, b0_tesla: float | None = None
 ) -> QSMInput:
@@ -177,7 +205,7 @@ def load_case_input(
 
     Raises
     ------
-    M1Error
+    M1LoadError
         No phase, unknown echo times or field strength, phase and magnitude on different
         grids — each as one line naming the folder or file.
     """
@@ -188,12 +216,12 @@ def load_case_input(
     gre = case.volumes[0]
     phase = next((v for v in case.volumes[1:] if v.kind == "phase"), None)
     if phase is None:
-        raise M1Error(f"{folder.name}: no GRE phase images (*_part-phase_*); QSM needs phase")
+        raise M1LoadError(f"{folder.name}: no GRE phase images (*_part-phase_*); QSM needs phase")
     if phase.extra.get("resampled") or phase.data.shape != gre.data.shape:
-        raise M1Error(f"{phase.sources[0]}: phase is not on the magnitude's grid")
+        raise M1LoadError(f"{phase.sources[0]}: phase is not on the magnitude's grid")
     tes = gre.echo_times_ms or phase.echo_times_ms
     if not tes:
-        raise M1Error(
+        raise M1LoadError(
             f"{folder.name}: echo times unknown (add EchoTime to the JSON sidecars or "
             "echo_times_ms to case.json)"
         )
@@ -201,7 +229,7 @@ def load_case_input(
     if b0_tesla is None:
         b0_tesla, where = _b0_from_files(case.files, folder)
         if b0_tesla is None:
-            raise M1Error(
+            raise M1LoadError(
                 f"{folder.name}: field strength unknown (no MagneticFieldStrength in the "
                 "sidecars); pass --b0 TESLA"
             )

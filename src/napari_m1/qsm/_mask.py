@@ -26,8 +26,10 @@ def phase_quality(phase: np.ndarray, echo_times_ms: object = None) -> np.ndarray
     """
     from scipy.ndimage import uniform_filter
 
-    p = phase[1] - phase[0] if phase.ndim == 4 and phase.shape[0] > 1 else phase.reshape(
-        phase.shape[-3:]
+    p = (
+        phase[1] - phase[0]
+        if phase.ndim == 4 and phase.shape[0] > 1
+        else phase.reshape(phase.shape[-3:])
     )
     re = uniform_filter(np.cos(p, dtype=np.float32), 3, mode="nearest")
     im = uniform_filter(np.sin(p, dtype=np.float32), 3, mode="nearest")

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_write_bytes, atomic_write_text
-from ..errors import M1Error
+from ..errors import M1Error, M1WriteError
+from ..formats import QSM_JSON_SCHEMA
 from ._pipeline import QSMResult
 
 __all__ = ["OUTPUT_FILES", "QSM_JSON_SCHEMA", "write_qsm_outputs"]
 
-QSM_JSON_SCHEMA = "napari-m1-qsm/1"
 OUTPUT_FILES = ("Chimap.nii.gz", "mask.nii.gz", "totalfield.nii.gz", "localfield.nii.gz")
 
 
@@ -96,7 +96,8 @@ def write_qsm_outputs(
     Raises
     ------
     M1Error
-        ``out_dir`` exists and is a file, or cannot be written.
+        ``out_dir`` exists and is a file (:class:`M1WriteError` when a file cannot be
+        written).
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -109,10 +110,13 @@ def write_qsm_outputs(
         "totalfield.nii.gz": result.total_field_ppm,
         "localfield.nii.gz": result.local_field_ppm,
     }
+    current = out
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name, arr in maps.items():
-            atomic_write_bytes(out / name, _nifti_bytes(arr, affine, axcodes))
+            current = out / name
+            atomic_write_bytes(current, _nifti_bytes(arr, affine, axcodes))
+        current = out / "qsm.json"
         meta = {
             "schema": QSM_JSON_SCHEMA,
             "units": {"chi": "ppm", "field": "ppm of B0"},
@@ -131,5 +135,5 @@ def write_qsm_outputs(
         }
         atomic_write_text(out / "qsm.json", json.dumps(_jsonable(meta), indent=2, sort_keys=True))
     except OSError as exc:
-        raise M1Error(f"{out}: cannot write QSM outputs ({exc.strerror or exc})") from None
+        raise M1WriteError(current, exc) from None
     return out

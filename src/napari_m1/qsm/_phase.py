@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ._common import Cancelled, ProgressFn
-from ._fourier import _fft_workers, crop, pad
+from ._fourier import _fft_workers
 
 __all__ = [
     "combine_echoes",
@@ -24,7 +24,6 @@ __all__ = [
 ]
 
 GAMMA_BAR_MHZ_PER_T = 42.577478  # 1H gyromagnetic ratio / 2 pi
-
 
 
 def _wrap(a: np.ndarray) -> np.ndarray:
@@ -39,7 +38,8 @@ def unwrap_laplacian(
     """Laplacian phase unwrapping (Schofield & Zhu 2003): fast, smooth, not integer-exact.
 
     ``phi = lap^-1 [cos(p) lap(sin p) - sin(p) lap(cos p)]`` with the discrete 7-point
-    Laplacian scaled by the voxel size (mm), on a zero-padded FFT grid. The free constant is
+    Laplacian scaled by the voxel size (mm) and Neumann edges, inverted with a DCT (no
+    padding, no artificial edge at the array border). The free constant is
     chosen so the result agrees with the wrapped phase on average inside ``mask``.
 
     Parameters
@@ -55,33 +55,39 @@ def unwrap_laplacian(
     float32 ndarray, shape (n0, n1, n2)
         Unwrapped phase (radians); differs from the true unwrapped phase by a smooth error.
     """
-    from scipy.fft import irfftn, next_fast_len, rfftn
+    from scipy.fft import dctn, idctn
 
     shape = phase.shape
-    ps = tuple(next_fast_len(n + 2, real=True) for n in shape)
     w = _fft_workers()
-    lap = np.zeros((*ps[:-1], ps[-1] // 2 + 1), dtype=np.float32)
-    for ax, (n, h) in enumerate(zip(ps, voxel_size_mm, strict=True)):
-        m = n // 2 + 1 if ax == 2 else n
-        sym = (2.0 * np.cos(2 * np.pi * np.arange(m) / n) - 2.0) / (h * h)
-        sh = [1, 1, 1]
-        sh[ax] = m
-        lap = lap + sym.reshape(sh).astype(np.float32)
+    h = [float(v) for v in voxel_size_mm]
 
     def laplacian(a: np.ndarray) -> np.ndarray:
-        spec = rfftn(pad(a, ps), workers=w)
-        spec *= lap
-        return crop(irfftn(spec, s=ps, workers=w), shape)
+        # 7-point Laplacian with replicated edges (Neumann), which DCT-II diagonalises.
+        p = np.pad(a, 1, mode="edge")
+        out = np.zeros(shape, dtype=np.float32)
+        for ax in range(3):
+            lo = [slice(1, -1)] * 3
+            hi = [slice(1, -1)] * 3
+            lo[ax] = slice(0, -2)
+            hi[ax] = slice(2, None)
+            out += (p[tuple(lo)] + p[tuple(hi)] - 2 * a) * np.float32(1 / (h[ax] * h[ax]))
+        return out
 
     s = np.sin(phase, dtype=np.float32)
     c = np.cos(phase, dtype=np.float32)
     rhs = c * laplacian(s) - s * laplacian(c)
     del s, c
-    spec = rfftn(pad(rhs, ps), workers=w)
-    inv = np.zeros_like(lap)
-    np.divide(1.0, lap, out=inv, where=lap != 0)
-    spec *= inv
-    out = np.ascontiguousarray(crop(irfftn(spec, s=ps, workers=w), shape), dtype=np.float32)
+    eig = np.zeros(shape, dtype=np.float64)
+    for ax, n in enumerate(shape):
+        sym = (2.0 * np.cos(np.pi * np.arange(n) / n) - 2.0) / (h[ax] * h[ax])
+        sh = [1, 1, 1]
+        sh[ax] = n
+        eig = eig + sym.reshape(sh)
+    spec = dctn(rhs, type=2, workers=w)
+    eig[0, 0, 0] = 1.0
+    spec /= eig.astype(np.float32)
+    spec[0, 0, 0] = 0.0
+    out = np.ascontiguousarray(idctn(spec, type=2, workers=w), dtype=np.float32)
     m = np.ones(shape, bool) if mask is None else mask
     if m.any():
         out += np.float32(np.angle(np.mean(np.exp(1j * (phase[m] - out[m])))))

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import M1InputError
 from ._common import CancelFn, ProgressFn, check_cancel
 from ._inputs import QSMInput
 
@@ -64,7 +65,7 @@ class QSMParams:
     vsharp_threshold: float = 0.05
     dipole: Literal["tv", "tkd"] = "tv"
     tkd_threshold: float = 0.19
-    tv_lambda: float = 2e-4
+    tv_lambda: float = 7e-5
     tv_rho: float | None = None
     tv_iterations: int = 40
     tv_tol: float = 1e-3
@@ -286,10 +287,10 @@ def run_qsm(
     else:
         in_mask = np.asarray(mask).astype(bool)
         if in_mask.shape != inp.shape:
-            raise ValueError(f"mask shape {in_mask.shape} differs from the images {inp.shape}")
+            raise M1InputError(f"mask shape {in_mask.shape} differs from the images {inp.shape}")
         info["mask"] = {"source": "given"}
     if not in_mask.any():
-        raise ValueError("the brain mask is empty")
+        raise M1InputError("the brain mask is empty")
     info["mask"]["voxels"] = int(in_mask.sum())
     timings["mask"] = time.perf_counter() - t0
     check_cancel(cancel)
@@ -301,7 +302,7 @@ def run_qsm(
     timings["field"] = time.perf_counter() - t0
     check_cancel(cancel)
 
-    ps = pad_shape(inp.shape, in_mask)
+    ps = pad_shape(inp.shape, in_mask, inp.b0_dir)
     info["padded_shape"] = list(ps)
     t0 = time.perf_counter()
     pr.stage("background")
@@ -320,7 +321,7 @@ def run_qsm(
     timings["background"] = time.perf_counter() - t0
     check_cancel(cancel)
     if not final_mask.any():
-        raise ValueError("V-SHARP eroded the whole mask (is the brain mask too small?)")
+        raise M1InputError("V-SHARP eroded the whole mask (is the brain mask too small?)")
 
     t0 = time.perf_counter()
     pr.stage("dipole")
