@@ -38,6 +38,7 @@ def _value_at(layer, ras_aff, ras):
 
 def test_reconstruct_in_the_dock(make_napari_viewer, als_phase_case, shots, qtbot, tmp_path):
     viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1600, 1000)
     widget = _open(viewer, qtbot, als_phase_case)
     widget.preset.value = "fast"
     assert widget.unwrap.value == "laplacian" and widget.dipole.value == "tkd"
@@ -70,9 +71,10 @@ def test_reconstruct_in_the_dock(make_napari_viewer, als_phase_case, shots, qtbo
     # Show the hand-knob slice, zoomed on the left M1, and look at it.
     world = ras_to_world(hand["centre_ras_mm"], ras_aff, gre.scale[-3:], gre.translate[-3:])
     viewer.dims.set_point(viewer.dims.ndim - 3, world[0])
+    viewer.reset_view()
     viewer.camera.center = tuple(world[-2:])
-    viewer.camera.zoom = 8
-    qsm.opacity = 1.0
+    viewer.camera.zoom = viewer.camera.zoom * 3
+    qsm.opacity = 0.7
     viewer.window.screenshot(str(shots / "qsm-dock.png"), canvas_only=False)
 
     # Edit the mask (erase a lateral stripe), rerun with it: chi is 0 there.

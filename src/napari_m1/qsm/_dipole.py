@@ -24,6 +24,31 @@ from ._fourier import _fft_workers, crop, dipole_kernel, gradient_ft, pad, pad_s
 __all__ = ["tkd", "tv_admm"]
 
 
+def _sl(ax: int, sl: slice) -> tuple[slice, ...]:
+    out = [slice(None)] * 3
+    out[ax] = sl
+    return tuple(out)
+
+
+def _forward_diff(x: np.ndarray, ax: int, scale: np.float32, out: np.ndarray) -> None:
+    """``out = (x[i+1] - x[i]) * scale`` along ``ax``, periodic; no temporaries."""
+    np.subtract(
+        x[_sl(ax, slice(1, None))], x[_sl(ax, slice(None, -1))], out=out[_sl(ax, slice(None, -1))]
+    )
+    np.subtract(
+        x[_sl(ax, slice(0, 1))], x[_sl(ax, slice(-1, None))], out=out[_sl(ax, slice(-1, None))]
+    )
+    out *= scale
+
+
+def _add_adjoint_diff(t: np.ndarray, ax: int, scale: np.float32, acc: np.ndarray) -> None:
+    """``acc += (t[i-1] - t[i]) * scale`` along ``ax`` (adjoint of the forward difference)."""
+    t *= scale
+    acc[_sl(ax, slice(1, None))] += t[_sl(ax, slice(None, -1))]
+    acc[_sl(ax, slice(0, 1))] += t[_sl(ax, slice(-1, None))]
+    acc -= t
+
+
 def tkd(
     local_field_ppm: np.ndarray,
     mask: np.ndarray,
@@ -154,10 +179,7 @@ def tv_admm(
         acc.fill(0)
         for ax in range(3):
             np.subtract(z[ax], u[ax], out=t)
-            rolled = np.roll(t, 1, axis=ax)
-            rolled -= t
-            rolled *= np.float32(1.0 / h[ax])
-            acc += rolled
+            _add_adjoint_diff(t, ax, np.float32(1.0 / h[ax]), acc)
         spec = rfftn(acc, workers=w)
         spec *= rho32
         spec += dtf
@@ -170,8 +192,7 @@ def tv_admm(
         x = x_new
         # z- and u-updates, one axis at a time: t = grad x + u; z = soft(t); u = t - z
         for ax in range(3):
-            np.subtract(np.roll(x, -1, axis=ax), x, out=t)
-            t *= np.float32(1.0 / h[ax])
+            _forward_diff(x, ax, np.float32(1.0 / h[ax]), t)
             t += u[ax]
             np.abs(t, out=z[ax])
             z[ax] -= thr

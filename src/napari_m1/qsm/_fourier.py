@@ -18,7 +18,7 @@ __all__ = [
     "sphere_kernel_ft",
 ]
 
-#: Extra slices added along an axis whose mask reaches both ends (thin slabs), before rounding
+#: Extra slices added along an axis whose mask reaches an end (thin slabs), before rounding
 #: up to a fast FFT length, so the periodic transform does not wrap the field around.
 THIN_SLAB_PAD = 16
 
@@ -41,7 +41,7 @@ def pad_shape(
     shape : sequence of 3 int
         Array shape (voxel order of the caller).
     mask : bool ndarray of ``shape``, optional
-        Where the mask touches both ends of an axis (a thin slab, or a brain cut by the
+        Where the mask touches an end of an axis (a thin slab, or a brain cut by the
         field of view) that axis gets :data:`THIN_SLAB_PAD` extra voxels before rounding up
         — and half its length if it is the axis closest to B0 (``b0_dir``), because the
         dipole field wraps around most along B0.
@@ -61,7 +61,7 @@ def pad_shape(
         extra = 0
         if mask is not None:
             prof = np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != ax))
-            if prof[0] and prof[-1]:
+            if prof[0] or prof[-1]:
                 extra = max(THIN_SLAB_PAD, int(n) // 2) if ax == along_b0 else THIN_SLAB_PAD
         out.append(int(next_fast_len(int(n) + extra, real=True)))
     return tuple(out)
