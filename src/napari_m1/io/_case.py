@@ -475,10 +475,14 @@ def load_case(
     """
     f = Path(folder)
     if f.is_dir() and not (f / CASE_JSON).is_file():
-        from ._bids import is_bids_root
+        from ._bids import bids_parent, is_bids_root
         from ._folder import is_openable_folder, load_folder
 
-        if is_bids_root(f) or (not is_case_folder(f) and is_openable_folder(f)):
+        if (
+            is_bids_root(f)
+            or bids_parent(f) is not None
+            or (not is_case_folder(f) and is_openable_folder(f))
+        ):
             return load_folder(f, kinds=kinds, progress=progress)
     return load_case_files(find_case_files(folder), kinds=kinds)
 
