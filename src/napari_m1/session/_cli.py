@@ -39,10 +39,18 @@ def _cmd_init(args: argparse.Namespace) -> int:
     d = Path(args.study_dir)
     if d.exists() and not d.is_dir():
         raise M1InputError(f"{shown(d.name)}: exists and is not a folder")
-    check_outputs(_study_files(args.study_dir), [args.cases])  # --force must not eat cases.csv
+    cases = args.cases
+    if Path(cases).is_dir():  # a BIDS dataset: one case per subject/session
+        from ..io._bids import write_bids_cases_csv
+
+        cases = d.with_name(d.name + "-cases.csv")
+        for note in write_bids_cases_csv(args.cases, cases):
+            print(f"note: {note}", file=sys.stderr)
+        print(f"wrote the case key {cases} (keep it for unblinding)")
+    check_outputs(_study_files(args.study_dir), [cases])  # --force must not eat cases.csv
     st = create_study(
         args.study_dir,
-        args.cases,
+        cases,
         args.readers.split(","),
         seed=args.seed,
         repeat_fraction=args.repeat_fraction,
@@ -126,7 +134,12 @@ def register(subparsers: Any) -> None:
     ss = st.add_subparsers(dest="study_command", required=True)
     si = ss.add_parser("init", help="create a study from cases.csv (case_id,path)")
     si.add_argument("study_dir")
-    si.add_argument("--cases", required=True, help="CSV with at least case_id,path")
+    si.add_argument(
+        "--cases",
+        required=True,
+        help="CSV with at least case_id,path, or a BIDS dataset folder (one case per "
+        "subject/session; the key is written to STUDY_DIR-cases.csv)",
+    )
     si.add_argument("--readers", required=True, help="comma-separated reader ids, e.g. R1,R2")
     si.add_argument("--seed", type=_seed, default=0, help="seed of the reading orders")
     si.add_argument(
