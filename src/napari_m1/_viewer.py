@@ -73,7 +73,7 @@ def hemisphere_at_world(viewer: Any, world: Sequence[float]) -> str | None:
 
 
 def add_case_layers(viewer: Any, case: Case) -> list[Any]:
-    """Add every layer of ``case`` to ``viewer`` and show the middle axial slice.
+    """Add every layer of ``case`` to ``viewer``, show the middle axial slice, select the GRE.
 
     Returns the new layers (GRE first).
     """
@@ -87,6 +87,7 @@ def add_case_layers(viewer: Any, case: Case) -> list[Any]:
     slice_axis = viewer.dims.ndim - 3  # first spatial world axis (S/I)
     middle = ref.translate[-3] + ref.scale[-3] * (ref.data.shape[-3] // 2)
     viewer.dims.set_point(slice_axis, middle)
+    viewer.layers.selection.active = ref  # the GRE, not the last (hidden) map added
     return added
 
 
