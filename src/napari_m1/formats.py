@@ -33,6 +33,7 @@ from typing import Any
 
 __all__ = [
     "ANNOTATION_SCHEMA",
+    "BATCH_RECORD_SCHEMA",
     "FORMULA_TRIGGERS",
     "MEASUREMENT_SCHEMA",
     "PHANTOM_TRUTH_SCHEMA",
@@ -54,6 +55,8 @@ READINGS_SCHEMA = "napari-m1/readings/1"
 STUDY_FORMAT = "napari-m1-study/1"
 #: truth.json of the synthetic phantom.
 PHANTOM_TRUTH_SCHEMA = "napari-m1-phantom-truth/1"
+#: record.json of one batch task (docs/batch.md).
+BATCH_RECORD_SCHEMA = "napari-m1/batch-task/1"
 
 #: First characters that make a spreadsheet evaluate a cell.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")

@@ -25,7 +25,7 @@ from ..geometry import (
     placement_on_reference,
     reference_placement,
 )
-from ._nifti import Volume, is_nifti_path, load_multi_echo, metabolite_name
+from ._nifti import Volume, is_nifti_path, load_multi_echo, metabolite_name, read_sidecar
 
 __all__ = [
     "Case",
@@ -33,6 +33,8 @@ __all__ = [
     "find_case_files",
     "is_case_folder",
     "load_case",
+    "load_case_files",
+    "place_one",
     "resample_onto",
 ]
 
@@ -62,6 +64,10 @@ class CaseFiles:
         Metabolite or ratio name -> map.
     echo_times_ms : list of float or None
         From ``case.json``; overrides sidecars.
+    phase_difference : bool
+        ``phase`` is one phase-difference image for two magnitude echoes (Siemens
+        field map; ``case.json`` ``"phase_difference": true``, a ``*_phasediff``
+        name or a sidecar with ``EchoTime1``/``EchoTime2``).
     """
 
     folder: Path
@@ -71,6 +77,7 @@ class CaseFiles:
     qsm: Path | None = None
     mrsi: dict[str, Path] = field(default_factory=dict)
     echo_times_ms: list[float] | None = None
+    phase_difference: bool = False
 
 
 def _nifti_files(folder: Path) -> list[Path]:
@@ -130,6 +137,7 @@ def _from_case_json(folder: Path) -> CaseFiles:
         qsm=qsm[0] if qsm else None,
         mrsi=mrsi,
         echo_times_ms=[float(t) for t in tes] if tes else None,
+        phase_difference=spec.get("phase_difference") is True,
     )
 
 
@@ -157,6 +165,9 @@ def _from_names(folder: Path) -> CaseFiles:
         mag = [p for p in niftis if "megre" in low[p] and "part-phase" not in low[p]]
     mag.sort(key=_echo_number)
     phase = sorted((p for p in niftis if "part-phase" in low[p]), key=_echo_number)
+    phasediff = [p for p in niftis if re.search(r"_phasediff\.nii", low[p])]
+    if not phase and len(phasediff) == 1:
+        phase = phasediff
     qsm = [p for p in niftis if re.search(r"(_chimap|_qsm)\.nii", low[p])]
     mrsi: dict[str, Path] = {}
     for p in niftis:
@@ -179,7 +190,9 @@ def _from_names(folder: Path) -> CaseFiles:
     if len(qsm) > 1:
         raise M1LoadError(f"more than one QSM map: {', '.join(p.name for p in qsm)}")
     label = subs[0] if subs else folder.name
-    return CaseFiles(folder, label, mag, phase, qsm[0] if qsm else None, mrsi)
+    out = CaseFiles(folder, label, mag, phase, qsm[0] if qsm else None, mrsi)
+    out.phase_difference = bool(phase) and phase == phasediff
+    return out
 
 
 _MET_ORDER = (
@@ -222,7 +235,10 @@ def find_case_files(folder: str | os.PathLike[str]) -> CaseFiles:
             f"{f.name}: no GRE magnitude found (expected *_part-mag_*.nii[.gz], *_MEGRE.nii[.gz] "
             f"or a case.json)"
         )
-    if files.phase and len(files.phase) != len(files.gre):
+    if len(files.phase) == 1 and not files.phase_difference:
+        side = read_sidecar(files.phase[0])
+        files.phase_difference = "EchoTime1" in side and "EchoTime2" in side
+    if files.phase and not files.phase_difference and len(files.phase) != len(files.gre):
         raise M1LoadError(
             f"{f.name}: {len(files.phase)} phase file(s) for {len(files.gre)} magnitude file(s)"
         )
@@ -345,70 +361,110 @@ def place_on_reference(vols: list[Volume]) -> list[DisplayPlacement]:
     """
     ref = vols[0]
     ref_place = reference_placement(ref.ras_affine, ref.spatial_shape)
-    places = [ref_place]
-    for v in vols[1:]:
-        if not _overlaps(v.spatial_shape, v.ras_affine, ref.spatial_shape, ref.ras_affine):
-            raise M1LoadError(f"{v.name}: does not overlap the GRE reference volume at all")
-        pl = placement_on_reference(v.ras_affine, ref.ras_affine, ref_place)
-        if pl.resample_to_reference:
-            order = 0 if v.kind == "mrsi" else 1
-            how = "nearest-neighbour" if order == 0 else "linear"
-            if v.data.ndim == 4:
-                v.data = np.stack(
-                    [
-                        resample_onto(
-                            e, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
-                        )
-                        for e in v.data
-                    ]
-                )
-            else:
-                v.data = resample_onto(
-                    v.data, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
-                )
-            v.extra["resampled"] = {"order": order, "from_ras_affine": v.ras_affine.tolist()}
-            v.ras_affine = ref.ras_affine.copy()
-            v.warnings.append(
-                f"{v.name}: grid is rotated relative to the GRE; resampled onto the GRE grid "
-                f"({how})"
+    return [ref_place] + [place_one(v, ref, ref_place) for v in vols[1:]]
+
+
+def place_one(v: Volume, ref: Volume, ref_place: DisplayPlacement) -> DisplayPlacement:
+    """Place one map in the reference's world (resampling it in place when rotated)."""
+    if not _overlaps(v.spatial_shape, v.ras_affine, ref.spatial_shape, ref.ras_affine):
+        raise M1LoadError(f"{v.name}: does not overlap the GRE reference volume at all")
+    pl = placement_on_reference(v.ras_affine, ref.ras_affine, ref_place)
+    if pl.resample_to_reference:
+        order = 0 if v.kind == "mrsi" else 1
+        how = "nearest-neighbour" if order == 0 else "linear"
+        if v.data.ndim == 4:
+            v.data = np.stack(
+                [
+                    resample_onto(e, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order)
+                    for e in v.data
+                ]
             )
-        places.append(pl)
-    return places
+        else:
+            v.data = resample_onto(
+                v.data, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
+            )
+        v.extra["resampled"] = {"order": order, "from_ras_affine": v.ras_affine.tolist()}
+        v.ras_affine = ref.ras_affine.copy()
+        v.warnings.append(
+            f"{v.name}: grid is rotated relative to the GRE; resampled onto the GRE grid ({how})"
+        )
+    return pl
 
 
-def load_case(folder: str | os.PathLike[str], *, kinds: tuple[str, ...] | None = None) -> Case:
+def load_case(
+    folder: str | os.PathLike[str],
+    *,
+    kinds: tuple[str, ...] | None = None,
+    progress: Any = None,
+) -> Case:
     """Load every map of a case folder; all or nothing.
 
     Parameters
     ----------
     folder : path
-        A case folder (see :func:`find_case_files`).
+        A case folder (see :func:`find_case_files`), a DICOM folder or a bare NIfTI
+        folder (see :mod:`napari_m1.io._folder`).
     kinds : tuple of str, optional
         Restrict to these kinds (``gre`` is always loaded).
+    progress : callable (done, total), optional
+        File-count progress (DICOM folders).
 
     Raises
     ------
     M1LoadError
         Anything that makes the case unusable; nothing is returned half-loaded.
     """
-    files = find_case_files(folder)
-    want = set(kinds or ("gre", "phase", "qsm", "mrsi")) | {"gre"}
-    vols: list[Volume] = [
-        load_multi_echo(files.gre, kind="gre", echo_times_ms=files.echo_times_ms)
-    ]
-    if files.phase and "phase" in want:
-        vols.append(load_multi_echo(files.phase, kind="phase", echo_times_ms=files.echo_times_ms))
-    if files.qsm is not None and "qsm" in want:
-        vols.append(load_multi_echo([files.qsm], kind="qsm"))
-    if "mrsi" in want:
-        for met, p in files.mrsi.items():
-            vols.append(load_multi_echo([p], kind="mrsi", name=f"MRSI {met}"))
-            vols[-1].extra["metabolite"] = met
-    for v in vols[1:]:
-        if v.kind in ("qsm", "mrsi") and v.data.ndim != 3:
-            raise M1LoadError(f"{v.name}: must be a 3D map, got shape {v.data.shape}")
-    placements = place_on_reference(vols)
-    return Case(files, vols, placements)
+    f = Path(folder)
+    if f.is_dir() and not (f / CASE_JSON).is_file():
+        from ._bids import is_bids_root
+        from ._folder import is_openable_folder, load_folder
+
+        if is_bids_root(f) or (not is_case_folder(f) and is_openable_folder(f)):
+            return load_folder(f, kinds=kinds, progress=progress)
+    return load_case_files(find_case_files(folder), kinds=kinds)
+
+
+def load_case_files(files: CaseFiles, *, kinds: tuple[str, ...] | None = None) -> Case:
+    """Load the maps named by ``files`` (see :func:`load_case`).
+
+    Every header is checked and the total size compared with the memory available
+    before anything is allocated; each map then streams into its one buffer (see
+    :class:`~napari_m1.io.CaseLoad`, which also loads in stages for a first frame
+    before the whole case is read).
+    """
+    from ._caseload import CaseLoad
+
+    return CaseLoad(files, kinds=kinds).run()
+
+
+def _load_phase_difference(path: Path, gre: Volume) -> Volume:
+    """One phase-difference image (3D) for a two-echo magnitude; dTE from the sidecar
+    (``EchoTime1``/``EchoTime2``, seconds) or the magnitude's echo times."""
+    vol = load_multi_echo([path], kind="phase", name=PHASE_DIFFERENCE_NAME)
+    return finish_phase_difference(vol, path, gre)
+
+
+PHASE_DIFFERENCE_NAME = "GRE phase difference"
+
+
+def finish_phase_difference(vol: Volume, path: Path, gre: Volume) -> Volume:
+    """Echo times and facts of a loaded phase-difference volume (see above)."""
+    if vol.data.ndim != 3:
+        raise M1LoadError(f"{path.name}: a phase-difference image must be 3D")
+    side = read_sidecar(path)
+    te1, te2 = side.get("EchoTime1"), side.get("EchoTime2")
+    if isinstance(te1, (int, float)) and isinstance(te2, (int, float)):
+        tes = [float(t) * 1000.0 if t < 1.0 else float(t) for t in (te1, te2)]
+    elif gre.echo_times_ms is not None and len(gre.echo_times_ms) == 2:
+        tes = list(gre.echo_times_ms)
+    else:
+        tes = None
+    vol.warnings = [w for w in vol.warnings if "echo times unknown" not in w]
+    vol.extra["phase_kind"] = "difference"
+    if tes:
+        vol.echo_times_ms = [tes[1]]
+        vol.extra.update(echo_time1_ms=tes[0], echo_time2_ms=tes[1], delta_te_ms=tes[1] - tes[0])
+    return vol
 
 
 def _grid_word(p: DisplayPlacement, ref: DisplayPlacement) -> str:
