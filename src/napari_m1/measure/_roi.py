@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = ["EllipseWeights", "ellipse_weights", "weighted_stats", "weighted_stats_many"]
 
 SUPERSAMPLE = 12
+_BLOCK = 1 << 22  # sample-row x pixel entries per block (32 MiB per float64 array)
 
 
 @functools.lru_cache(maxsize=256)
@@ -49,8 +50,9 @@ class EllipseWeights:
     weights : (nr, nc) float64
         Covered fraction of each pixel in the window, 0..1.
     total : float
-        Sum of the weights before clipping to the image, in pixels (≈ the oval's
-        area in pixels; the clipped share is what lies outside the image).
+        The oval's whole area in pixels: the sum of the weights when the oval lies
+        inside the image, else its exact area ``pi * |det(axes)|`` (the share not
+        covered by ``weights`` is what lies outside the image).
     """
 
     rows: slice
@@ -86,43 +88,67 @@ def ellipse_weights(
     cr, cc = (float(x) for x in np.asarray(centre_rc, dtype=float).ravel())
     a00, a01, a10, a11 = (float(x) for x in np.asarray(axes_rc, dtype=float).ravel())
     det = a00 * a11 - a01 * a10
-    if abs(det) < 1e-12:
+    if not all(map(math.isfinite, (cr, cc, a00, a01, a10, a11))) or abs(det) < 1e-12:
         return EllipseWeights(slice(0, 0), slice(0, 0), np.zeros((0, 0)), 0.0)
     hr, hc = math.hypot(a00, a01), math.hypot(a10, a11)  # extent along row and col
     r0 = math.floor(cr - hr - 0.5)
     r1 = math.ceil(cr + hr + 0.5) + 1
     c0 = math.floor(cc - hc - 0.5)
     c1 = math.ceil(cc + hc + 0.5) + 1
+    # Clip the window to the image *before* sampling: an oval far larger than the slice
+    # must not allocate its whole box.
+    rr0, rr1 = max(r0, 0), min(r1, shape_rc[0])
+    cc0, cc1 = max(c0, 0), min(c1, shape_rc[1])
+    clipped = (rr0, rr1, cc0, cc1) != (r0, r1, c0, c1)
+    area_px = math.pi * abs(det)
+    if rr1 <= rr0 or cc1 <= cc0:
+        return EllipseWeights(slice(0, 0), slice(0, 0), np.zeros((0, 0)), area_px)
     # |ainv d|^2 = d^T m d with ainv = inv(axes): m = ainv^T ainv, in closed form
     i00, i01, i10, i11 = a11 / det, -a01 / det, -a10 / det, a00 / det
-    m00, m01, m11 = i00 * i00 + i10 * i10, i00 * i01 + i10 * i11, i01 * i01 + i11 * i11
-    # Exactly the n x n supersampling count, done one sample row at a time: on each
-    # horizontal line of samples the oval is an interval [lo, hi] (a quadratic's roots),
-    # and the samples of a pixel that fall inside are counted arithmetically. O(rows*n*cols)
-    # instead of O(rows*n*cols*n).
-    dr = _offsets(r1 - r0, n) + (r0 - cr)  # every sample row, relative to the centre
+    m = (i00 * i00 + i10 * i10, i00 * i01 + i10 * i11, i01 * i01 + i11 * i11)
+    ncols = cc1 - cc0
+    step = max(1, _BLOCK // (n * ncols))  # memory bounded whatever the window's size
+    if rr1 - rr0 <= step:
+        w = _coverage_rows(m, rr0 - cr, rr1 - rr0, cc0 - 0.5 - cc, ncols, n)
+    else:
+        w = np.concatenate(
+            [
+                _coverage_rows(m, a - cr, min(step, rr1 - a), cc0 - 0.5 - cc, ncols, n)
+                for a in range(rr0, rr1, step)
+            ]
+        )
+    # Unclipped, the weights' sum is the total (consistent to the last digit);
+    # clipped, the part outside is not sampled and the exact area stands in.
+    total = area_px if clipped else float(w.sum())
+    return EllipseWeights(slice(rr0, rr1), slice(cc0, cc1), w, total)
+
+
+def _coverage_rows(
+    m: tuple[float, float, float], dr0: float, nrows: int, base: float, ncols: int, n: int
+) -> NDArray[np.float64]:
+    """Covered fraction of ``nrows x ncols`` pixels, exactly the n x n sample count.
+
+    On each horizontal line of samples the oval ``d^T m d <= 1`` is an interval
+    [lo, hi] (a quadratic's roots), and the samples of each pixel inside it are counted
+    arithmetically: O(rows * n * cols) instead of O(rows * n * cols * n).
+    ``dr0``: first pixel row minus the centre row; ``base``: left edge of the window
+    minus the centre column (index units).
+    """
+    m00, m01, m11 = m
+    dr = _offsets(nrows, n) + dr0  # every sample row, relative to the centre
     disc = (m01 * m01 - m11 * m00) * dr * dr + m11
-    root = np.sqrt(np.maximum(disc, 0.0))
-    ncols = c1 - c0
-    base = c0 - 0.5 - cc  # left edge of the window, relative to the centre
+    root = np.sqrt(np.maximum(disc, 0.0)) / m11
     # samples sit at base + (k + 0.5) / n, k = 0 .. ncols * n - 1; count those in [lo, hi]
     # (np.minimum/np.maximum: np.clip costs ~10 us per call on small arrays)
-    centre_col = (-m01 / m11) * dr - base
-    n_le_hi = np.floor((centre_col + root / m11) * n + 0.5)
-    n_lt_lo = np.ceil((centre_col - root / m11) * n - 0.5)
+    mid = (-m01 / m11) * dr - base
+    n_le_hi = np.floor((mid + root) * n + 0.5)
+    n_lt_lo = np.ceil((mid - root) * n - 0.5)
     empty = disc < 0
     n_le_hi[empty] = n_lt_lo[empty] = 0
     starts = _starts(ncols, n)
     cnt = np.minimum(np.maximum(n_le_hi[:, None] - starts, 0), n)
     cnt -= np.minimum(np.maximum(n_lt_lo[:, None] - starts, 0), n)
-    w = cnt.reshape(r1 - r0, n, ncols).sum(axis=1) * (1.0 / (n * n))
-    total = float(w.sum())
-    rr0, rr1 = max(r0, 0), min(r1, shape_rc[0])
-    cc0, cc1 = max(c0, 0), min(c1, shape_rc[1])
-    if rr1 <= rr0 or cc1 <= cc0:
-        return EllipseWeights(slice(0, 0), slice(0, 0), np.zeros((0, 0)), total)
-    w = w[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0]
-    return EllipseWeights(slice(rr0, rr1), slice(cc0, cc1), w, total)
+    return cnt.reshape(nrows, n, ncols).sum(axis=1) * (1.0 / (n * n))
 
 
 def weighted_stats(values: ArrayLike, weights: ArrayLike) -> dict[str, float]:
