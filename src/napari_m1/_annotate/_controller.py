@@ -58,6 +58,8 @@ class AnnotationController(EditsMixin):
         A (new) case was attached, or the case was closed.
     placing_changed(bool)
         Placement mode switched on or off (button, O key or code).
+    display_changed()
+        A display option changed (canvas labels).
     """
 
     active_changed = Signal(str)
@@ -65,6 +67,7 @@ class AnnotationController(EditsMixin):
     measurements_changed = Signal(tuple)
     case_changed = Signal()
     placing_changed = Signal(bool)
+    display_changed = Signal()
 
     def __init__(
         self,
@@ -93,6 +96,7 @@ class AnnotationController(EditsMixin):
         self._active = self.protocol.slot_ids[0]
         self._drag_preview: dict[str, Annotation] = {}
         self._armed: str | None = None  # "replace" or "midline": what the next click does
+        self._scale_bar_set = False
         self.view = AnnotationLayer(viewer)
         self.view.shape_edited.connect(self._on_shape_edited)
         self.view.shapes_deleted.connect(self._on_shapes_deleted)
@@ -159,13 +163,22 @@ class AnnotationController(EditsMixin):
         self.hemisphere_warnings.clear()
         for ann in annset.items.values():
             self._check_hemisphere(ann, quiet=True)
-        missing = annset.missing()
-        self._active = missing[0] if missing else self.protocol.slot_ids[0]
+        order = self.slot_order
+        self._active = next((s for s in order if s not in annset), order[0])
+        self._show_scale_bar()
         self._refresh_layer()
         self.case_changed.emit()
         self.active_changed.emit(self._active)
         self.measurements_changed.emit(self.protocol.slot_ids)
         return True
+
+    def _show_scale_bar(self) -> None:
+        """A scale bar in mm, on by default once a case is shown."""
+        bar = getattr(self.viewer, "scale_bar", None)
+        if bar is not None and not self._scale_bar_set:
+            bar.visible = True
+            bar.unit = "mm"
+            self._scale_bar_set = True
 
     def reconfigure(
         self,
@@ -297,6 +310,7 @@ class AnnotationController(EditsMixin):
             and change.before is None
             and change.action == "add"
             and change.slot == self._active
+            and change.after.kind == "roi"  # a caliper: after its profile is accepted (or N)
         ):
             self.next_missing()
 

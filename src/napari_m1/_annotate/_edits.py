@@ -28,11 +28,21 @@ from ._layer import LABEL_MODES
 if TYPE_CHECKING:
     from ._controller import AnnotationController
 
-__all__ = ["HEMISPHERE_WORDS", "EditsMixin"]
+__all__ = ["HEMISPHERE_WORDS", "EditsMixin", "walk_order"]
 
 log = logging.getLogger(__name__)
 
 HEMISPHERE_WORDS = {"L": "left", "R": "right", "M": "midline"}
+
+
+def walk_order(protocol: Any) -> tuple[str, ...]:
+    """Slot ids grouped by region in order of first appearance (both hemispheres of a
+    region together), keeping the protocol's order within a region."""
+    regions: dict[str, int] = {}
+    for s in protocol.slots:
+        regions.setdefault(s.region, len(regions))
+    order = sorted(range(len(protocol.slots)), key=lambda i: regions[protocol.slots[i].region])
+    return tuple(protocol.slots[i].id for i in order)
 
 
 class EditsMixin:
@@ -57,11 +67,19 @@ class EditsMixin:
                 self.placer.set_kind(self.protocol.slot(slot_id).kind)
             self.active_changed.emit(slot_id)
 
+    @property
+    def slot_order(self: AnnotationController) -> tuple[str, ...]:
+        """The order the reader walks the slots in: area by area, both hemispheres of an
+        area together (ROI then caliper), so the slices are swept once (foot at the
+        vertex down to face, then the reference) instead of twice, once per hemisphere."""
+        return walk_order(self.protocol)
+
     def next_missing(self: AnnotationController) -> str | None:
-        """Make the next empty slot (after the active one, wrapping) active."""
+        """Make the next empty slot (after the active one in :attr:`slot_order`,
+        wrapping) active."""
         if self.annset is None:
             return None
-        ids = self.protocol.slot_ids
+        ids = self.slot_order
         i = ids.index(self._active)
         for s in ids[i + 1 :] + ids[: i + 1]:
             if s not in self.annset:
@@ -70,8 +88,8 @@ class EditsMixin:
         return None
 
     def previous_slot(self: AnnotationController) -> str:
-        """Make the previous slot (in protocol order, wrapping) active."""
-        ids = self.protocol.slot_ids
+        """Make the previous slot (in :attr:`slot_order`, wrapping) active."""
+        ids = self.slot_order
         self.active = ids[(ids.index(self._active) - 1) % len(ids)]
         return self._active
 
@@ -110,6 +128,7 @@ class EditsMixin:
         """Canvas labels: short (caliper lengths + the active slot) -> all -> off."""
         mode = LABEL_MODES[(LABEL_MODES.index(self.view.label_mode) + 1) % len(LABEL_MODES)]
         self.view.set_label_mode(mode, self._active)
+        self.display_changed.emit()
         return mode
 
     # ------------------------------------------------------------------ edits
@@ -189,6 +208,22 @@ class EditsMixin:
             source="suggested",
         )  # fmt: skip
         self._require().put(ann, action="accept suggestion")
+        if self.auto_advance and sid == self._active:
+            self.next_missing()  # the profile was checked: on to the next slot
+        return True
+
+    def go_to(self: AnnotationController, slot: str | None = None) -> bool:
+        """Show a slot's annotation: its slice, centred in the view (zoom kept).
+        False when the slot is empty."""
+        ann = self._shown(slot or self._active) if self.annset is not None else None
+        if ann is None:
+            return False
+        from .._viewer import camera_of
+
+        w = self.ras_to_world(ann.centre_ras)
+        self.viewer.dims.set_point(self.viewer.dims.ndim - 3, float(w[0]))
+        cam = camera_of(self.viewer)
+        cam.center = tuple(float(x) for x in w[-len(cam.center) :])
         return True
 
     def profile(self: AnnotationController, slot: str | None = None, *, echo: int | None = None):
