@@ -319,7 +319,7 @@ def test_placing_keeps_done_slots_pans_and_shows_state(make_napari_viewer, phant
     layer = viewer.layers[SHAPES_LAYER_NAME]
     labels = dict(zip(layer.features["slot"], layer.features["label"], strict=True))
     assert labels["L_foot_caliper"] == f"{cal.length_mm:.2f} mm"  # a length on the caliper
-    assert labels["L_foot_roi"] == ""  # short labels: only the active slot's and lengths
+    assert labels["L_foot_roi"] == ""  # short labels: lengths only, nothing to overlap
 
     # back to the done ROI from the checklist: its slice and centre are shown
     mouse.goto(c + np.r_[0, 15.0, 0], zoom=10.0)  # look elsewhere first

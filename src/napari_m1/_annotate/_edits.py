@@ -125,7 +125,7 @@ class EditsMixin:
         self._info("Click on the interhemispheric fissure to set the midline")
 
     def cycle_labels(self: AnnotationController) -> str:
-        """Canvas labels: short (caliper lengths + the active slot) -> all -> off."""
+        """Canvas labels: short (caliper lengths) -> all (names too) -> off."""
         mode = LABEL_MODES[(LABEL_MODES.index(self.view.label_mode) + 1) % len(LABEL_MODES)]
         self.view.set_label_mode(mode, self._active)
         self.display_changed.emit()

@@ -326,7 +326,7 @@ class AnnotationLayer:
             self._syncing = was
 
     def set_label_mode(self, mode: str, active: str | None) -> None:
-        """Canvas labels: ``short`` (calipers' lengths and the active slot), ``all``, ``off``."""
+        """Canvas labels: ``short`` (calipers' lengths only), ``all`` (names too), ``off``."""
         if mode not in LABEL_MODES:
             raise ValueError(f"label mode must be one of {LABEL_MODES}")
         self.label_mode = mode
@@ -339,8 +339,8 @@ class AnnotationLayer:
             ann = self._anns.get(s)
             if self.label_mode == "off":
                 text = ""
-            elif self.label_mode == "short" and s != active and ann and ann.kind != "caliper":
-                text = ""
+            elif self.label_mode == "short" and ann is not None and ann.kind != "caliper":
+                text = ""  # the active oval is highlighted; names would overlap the lengths
             out.append(text)
         return out
 

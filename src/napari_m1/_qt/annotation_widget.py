@@ -111,7 +111,7 @@ class AnnotationWidget(QWidget):
         )
         self.labels_box = QComboBox()
         for mode, text in (
-            ("short", "Labels: active + lengths"),
+            ("short", "Labels: lengths"),
             ("all", "Labels: all"),
             ("off", "Labels: off"),
         ):
