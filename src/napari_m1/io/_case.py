@@ -220,7 +220,7 @@ def _from_names(folder: Path) -> CaseFiles:
     phasediff = [p for p in niftis if re.search(r"_phasediff\.nii", low[p])]
     if not phase and len(phasediff) == 1:
         phase = phasediff
-    qsm = [p for p in niftis if re.search(r"(_chimap|_qsm)\.nii", low[p])]
+    qsm = [p for p in niftis if re.search(r"(^|_)(chimap|qsm)\.nii", low[p])]
     mrsi: dict[str, Path] = {}
     for p in niftis:
         met = metabolite_name(p)
@@ -239,6 +239,13 @@ def _from_names(folder: Path) -> CaseFiles:
                         mrsi.setdefault(p.name.split(".")[0], p)
                 break
     mrsi = dict(sorted(mrsi.items(), key=lambda kv: _metabolite_rank(kv[0])))
+    if len(qsm) > 1:
+        # A napari-m1 reconstruction (Chimap.nii.gz beside its qsm.json) wins over other maps.
+        own = [
+            p for p in qsm if low[p].startswith("chimap.nii") and (p.parent / "qsm.json").is_file()
+        ]
+        if len(own) == 1:
+            qsm = own
     if len(qsm) > 1:
         raise M1LoadError(f"more than one QSM map: {', '.join(p.name for p in qsm)}")
     label = subs[0] if subs else folder_label(folder)
