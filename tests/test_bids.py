@@ -88,7 +88,8 @@ def test_bids_listing_subjects_sessions_and_derivatives(tmp_path, phantom_with_p
 def test_import_bids_subject(tmp_path, phantom_with_phase, capsys):
     root = _make_bids(tmp_path / "bids", phantom_with_phase)
     out = tmp_path / "case"
-    assert main(["import", str(root), str(out), "--subject", "sub-02"]) == 0
+    assert main(["import", str(root), str(out), "--subject", "sub-02", "--gzip"]) == 0
+    assert (out / "sub-02_part-mag_MEGRE.nii.gz").is_file()
     case = load_case(out)
     assert [v.kind for v in case.volumes] == ["gre", "phase", "qsm", *["mrsi"] * 4]
     assert case.volumes[0].echo_times_ms == pytest.approx([10.0, 20.0])

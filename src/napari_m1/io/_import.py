@@ -1,6 +1,6 @@
 """``napari-m1 import``: DICOM, BIDS or bare NIfTI folder -> a case folder. No Qt.
 
-The case folder is BIDS-like (``sub-<ID>_part-mag_MEGRE.nii.gz`` 4D + JSON
+The case folder is BIDS-like (``sub-<ID>_part-mag_MEGRE.nii[.gz]`` 4D + JSON
 sidecar, ``part-phase`` or ``phasediff``) with a ``case.json`` that every other
 command reads. NIfTI files are written in the canonical display grid (RAS-ordered
 axes; :func:`~napari_m1.io.load_case` reads them back as views, no copy), sform
@@ -90,6 +90,7 @@ def write_case_folder(
     subject: str,
     sidecars: dict[int, dict[str, Any]] | None = None,
     force: bool = False,
+    gzip: bool = False,
 ) -> list[str]:
     """Write a loaded case as a case folder (atomically: temporary name, then rename).
 
@@ -101,6 +102,8 @@ def write_case_folder(
     subject : str
         BIDS subject label (letters and digits).
     sidecars : dict volume index -> extra sidecar fields, optional
+    gzip : bool
+        Write ``.nii.gz`` (smaller, several times slower to write) instead of ``.nii``.
 
     Returns
     -------
@@ -149,15 +152,14 @@ def write_case_folder(
             if "image_type" in vol.extra:
                 side["ImageType"] = list(vol.extra["image_type"])
             side["ConversionSoftware"] = "napari-m1"
-            nib.save(_nifti_of(vol), str(tmp / f"{stem}.nii.gz"))
+            img_name = f"{stem}.nii.gz" if gzip else f"{stem}.nii"
+            nib.save(_nifti_of(vol), str(tmp / img_name))
             (tmp / f"{stem}.json").write_text(json.dumps(side, indent=2) + "\n", "utf-8")
-            written += [f"{stem}.nii.gz", f"{stem}.json"]
+            written += [img_name, f"{stem}.json"]
             if key == "mrsi":
-                spec.setdefault("mrsi", {})[str(vol.extra.get("metabolite") or stem)] = (
-                    f"{stem}.nii.gz"
-                )
+                spec.setdefault("mrsi", {})[str(vol.extra.get("metabolite") or stem)] = img_name
             else:
-                spec[key] = f"{stem}.nii.gz"
+                spec[key] = img_name
         tes = case.volumes[0].echo_times_ms
         if tes is not None:
             spec["echo_times_ms"] = [float(t) for t in tes]
@@ -188,6 +190,7 @@ def import_case(
     series: int | str | None = None,
     anonymise: bool = False,
     force: bool = False,
+    gzip: bool = False,
     progress: Any = None,
 ) -> ImportResult:
     """Convert a DICOM folder, a BIDS dataset (one subject) or a bare NIfTI folder.
@@ -218,7 +221,7 @@ def import_case(
     sidecars: dict[int, dict[str, Any]] = {}
     if is_bids_root(src):
         case = load_bids_case(src, subject=subject, session=session)
-        label = _safe_label(subject or case.files.label)
+        label = _safe_label(case.files.label.split("_ses-")[0])
     elif is_dicom_folder(src):
         scan = scan_dicom(src, progress=progress)
         mag, ph, notes = choose_series(scan, gre=series)
@@ -242,7 +245,9 @@ def import_case(
     else:
         case = load_case(src)
         label = _safe_label(subject or case.files.label)
-    res.files = write_case_folder(case, out, subject=label, sidecars=sidecars, force=force)
+    res.files = write_case_folder(
+        case, out, subject=label, sidecars=sidecars, force=force, gzip=gzip
+    )
     for w in case.warnings:
         if w not in res.notes:
             res.notes.append(w)
