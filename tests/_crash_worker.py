@@ -125,13 +125,12 @@ def stored_state(sess: Any, pseudonym: str) -> dict[str, Any]:
     """A read's state as the store has it (public session API + the stored active time)."""
     info = next(r for r in sess.reads() if r.pseudonym == pseudonym)
     ans = sess.answers(pseudonym)
-    row = sess.store.read_of(sess.reader, pseudonym)
     return {
         "status": info.status,
         "locked": info.locked,
         **{k: ans[k] for k in ANSWERS},
         "comment": ans["comment"],
-        "active_time_s": float(row["active_time_s"]),
+        "active_time_s": sess.active_time_s(pseudonym),
         "annotations": {a["slot"]: a for a in sess.annotations(pseudonym)},
     }
 

@@ -89,8 +89,15 @@ def yes(monkeypatch):
 def _start(rw, qtbot, study, reader):
     rw.study_edit.setText(str(study))
     rw.reader_edit.setText(reader)
-    qtbot.mouseClick(rw.start_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(rw.case_opened, timeout=60_000):  # loads in a worker thread
+        qtbot.mouseClick(rw.start_button, Qt.MouseButton.LeftButton)
     assert rw.session is not None and rw.session.reader == reader
+
+
+def _click_and_wait(rw, qtbot, button):
+    """Click a navigation button and wait until the case it opens is on screen."""
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not rw.loading, timeout=60_000)
 
 
 def _read_case(rw, aw, qtbot, answers, truth):
@@ -103,16 +110,14 @@ def _read_case(rw, aw, qtbot, answers, truth):
     ctl.place_roi_at(ctl.ras_to_world(hand["centre_ras_mm"]), slot="L_hand_roi")
     p1, p2 = hand["caliper_ras_mm"]
     ctl.place_caliper(ctl.ras_to_world(p1), ctl.ras_to_world(p2), slot="L_hand_caliper")
-    qtbot.mouseClick(rw.submit_button, Qt.MouseButton.LeftButton)
+    _click_and_wait(rw, qtbot, rw.submit_button)
 
 
 def _truth_of(study, reader, pseudonym):
     st = Study(study)
     try:
         path = next(
-            r["path"]
-            for r in st.store.all_reads()
-            if r["reader"] == reader and r["pseudonym"] == pseudonym
+            r["path"] for r in st.reads() if r["reader"] == reader and r["pseudonym"] == pseudonym
         )
     finally:
         st.close()
@@ -316,7 +321,7 @@ def test_locked_read_is_refused_and_logged(make_napari_viewer, study_cases, tmp_
         truth,
     )
     assert rw.pseudonym != first
-    qtbot.mouseClick(rw.prev_button, Qt.MouseButton.LeftButton)  # back-navigation allowed
+    _click_and_wait(rw, qtbot, rw.prev_button)  # back-navigation allowed
     assert rw.pseudonym == first
     assert not rw.form_box.isEnabled() and not rw.submit_button.isEnabled()
     assert "locked" in rw.state_label.text()
@@ -329,7 +334,7 @@ def test_locked_read_is_refused_and_logged(make_napari_viewer, study_cases, tmp_
     with pytest.raises(Exception, match="locked"):
         rw.session.set_answer(first, "confidence", 1)
     st = Study(study)
-    events = [(a["event"], a["pseudonym"]) for a in st.store.audit_rows()]
+    events = [(a["event"], a["pseudonym"]) for a in st.audit_rows()]
     st.close()
     assert events.count(("refused", first)) == 2, [e for e in events if e[1] == first][-6:]
     # the refused ROI never reached the display either
