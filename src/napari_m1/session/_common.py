@@ -134,7 +134,9 @@ def open_db(study_dir: str | os.PathLike[str]) -> tuple[Path, StudyDB, dict[str,
 
 def _open_read_only(url: str, exc: StoreUnavailableError) -> StudyDB:
     """A read-only SQLite study as an immutable snapshot, if that is safe."""
-    if not url.startswith("sqlite:///") or "read-only" not in str(exc):
+    if not url.startswith("sqlite:///") or not any(
+        w in str(exc) for w in ("read-only", "cannot open")
+    ):
         raise exc
     path = Path(url[len("sqlite:///") :])
     wal = path.with_name(path.name + "-wal")
