@@ -81,10 +81,16 @@ def validate_annotation(slot: str, data: dict[str, Any], protocol: Protocol) -> 
         raise M1Error(f"annotation for {slot} refused: missing {', '.join(missing)}")
     if data["slot"] != slot:
         raise M1Error(f"annotation for {slot} refused: it says slot {data['slot']!r}")
+    from .. import annotation as _ann
+
     proto = protocol
-    if slot not in proto.slot_ids:
+    midline = getattr(_ann, "MIDLINE_SLOT", None)  # the reader's midline: not a protocol slot
+    if midline is not None and slot == midline:
+        want = "midline"
+    elif slot not in proto.slot_ids:
         raise M1Error(f"annotation for {slot} refused: protocol {proto.id} has no such slot")
-    want = proto.slot(slot).kind
+    else:
+        want = proto.slot(slot).kind
     if data["kind"] != want:
         raise M1Error(
             f"annotation for {slot} refused: the slot takes a {want}, not {data['kind']!r}"

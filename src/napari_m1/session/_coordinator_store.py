@@ -12,17 +12,27 @@ from typing import Any
 
 from ._db import StudyDB
 
-__all__ = ["CoordinatorStore", "Snapshot"]
+__all__ = ["AUDIT_COLUMNS", "CoordinatorStore", "Snapshot"]
+
+#: Column order of :attr:`Snapshot.audit` tuples.
+AUDIT_COLUMNS = ("seq", "at", "actor", "event", "pseudonym", "details", "prev_hash", "hash")
+
+
+def sa_select(*cols: Any) -> Any:
+    import sqlalchemy as sa
+
+    return sa.select(*cols)
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """Everything ``verify`` compares, read in ONE read transaction.
 
-    ``annotations`` rows carry the stored JSON text as is (``data``), not parsed.
+    ``audit``: tuples in :data:`AUDIT_COLUMNS` order. ``annotations`` rows carry the
+    stored JSON text as is (``data``), not parsed.
     """
 
-    audit: list[dict[str, Any]]
+    audit: list[tuple[Any, ...]]
     reads: list[dict[str, Any]]
     annotations: list[dict[str, Any]]
     integrity: str
@@ -99,10 +109,13 @@ class CoordinatorStore:
         """Audit log, reads, annotations and the integrity check, one consistent snapshot.
 
         A read transaction (no write lock): readers keep answering meanwhile, and what
-        they commit after the snapshot began is simply not part of it.
+        they commit after the snapshot began is simply not part of it. Audit entries are
+        tuples in :data:`AUDIT_COLUMNS` order (the log can have millions of entries).
         """
         with self._db.snapshot() as c:
-            audit = self._audit(c)
+            a = self._db.t["audit"]
+            cols = [a.c[n] for n in AUDIT_COLUMNS]
+            audit = [tuple(r) for r in c.execute(sa_select(*cols).order_by(a.c.seq))]
             reads = self._all_reads(c)
             anns = self._all_annotations(c)
             integ = self._db.integrity_check(c)

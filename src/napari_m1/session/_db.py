@@ -50,6 +50,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64
+_encode_str = json.encoder.encode_basestring  # json.dumps(str, ensure_ascii=False)
 
 
 class StoreUnavailableError(M1Error):
@@ -72,11 +73,21 @@ def canonical_json(data: Any) -> str:
 def audit_hash(
     prev_hash: str, seq: int, at: str, actor: str, event: str, pseudonym: str | None, details: str
 ) -> str:
-    """SHA-256 of the previous hash and this entry's canonical fields."""
-    payload = json.dumps(
-        [prev_hash, seq, at, actor, event, pseudonym or "", details],
-        separators=(",", ":"),
-        ensure_ascii=False,
+    """SHA-256 of the previous hash and this entry's canonical fields.
+
+    The hashed text is ``json.dumps([prev_hash, seq, at, actor, event, pseudonym or "",
+    details], separators=(",", ":"), ensure_ascii=False)``, built here without the
+    generic encoder (verify hashes every entry of the log).
+
+    >>> h = audit_hash("0" * 64, 1, "2024-01-01T00:00:00.000+00:00", "R1", "open", None, "{}")
+    >>> h == hashlib.sha256(json.dumps(["0" * 64, 1, "2024-01-01T00:00:00.000+00:00", "R1",
+    ...     "open", "", "{}"], separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    True
+    """
+    e = _encode_str
+    payload = (
+        f"[{e(prev_hash)},{int(seq)},{e(at)},{e(actor)},{e(event)},{e(pseudonym or '')},"
+        f"{e(details)}]"
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 

@@ -55,19 +55,16 @@ def verify_snapshot(snap: Snapshot, *, read_only: bool = False) -> VerifyResult:
     rows = snap.audit
     if not rows:  # study init always writes entry 1; an empty log was emptied
         problems.append("audit log is empty (every entry is missing, even study_init)")
-    for i, r in enumerate(rows, start=1):
-        if r["seq"] != i:
-            problems.append(f"entry {i}: sequence number {r['seq']} (entries missing?)")
-        if r["prev_hash"] != prev:
-            problems.append(f"entry {r['seq']}: previous-hash link broken")
-        h = audit_hash(
-            r["prev_hash"], r["seq"], r["at"], r["actor"], r["event"], r["pseudonym"], r["details"]
-        )
-        if h != r["hash"]:
-            problems.append(
-                f"entry {r['seq']} ({r['event']}): content does not match its hash (edited)"
-            )
-        prev = r["hash"]
+    for i, (seq, at, actor, event, pseudonym, details, prev_hash, hash_) in enumerate(
+        rows, start=1
+    ):
+        if seq != i:
+            problems.append(f"entry {i}: sequence number {seq} (entries missing?)")
+        if prev_hash != prev:
+            problems.append(f"entry {seq}: previous-hash link broken")
+        if audit_hash(prev_hash, seq, at, actor, event, pseudonym, details) != hash_:
+            problems.append(f"entry {seq} ({event}): content does not match its hash (edited)")
+        prev = hash_
     warnings: list[str] = []
     if not problems:
         replay, warnings = _replay(rows, snap)
@@ -79,7 +76,7 @@ def verify_snapshot(snap: Snapshot, *, read_only: bool = False) -> VerifyResult:
     )
 
 
-def _replay(audit: list[dict[str, Any]], snap: Snapshot) -> tuple[list[str], list[str]]:
+def _replay(audit: list[tuple[Any, ...]], snap: Snapshot) -> tuple[list[str], list[str]]:
     """Replay the log and compare with the stored answers, locks and annotations: a value
     changed in the database behind napari-m1's back shows up here. Also lists
     coordinator operations whose completion is missing."""
@@ -87,18 +84,17 @@ def _replay(audit: list[dict[str, Any]], snap: Snapshot) -> tuple[list[str], lis
     locked: dict[tuple[str, str], bool] = {}
     anns: dict[tuple[str, str], dict[str, str]] = {}
     started: dict[str, dict[str, Any]] = {}
-    for e in audit:
-        ev = e["event"]
+    for seq, _at, actor, ev, pseudonym, details, _prev, _hash in audit:
         if ev in ("open", "refused"):
             continue  # change nothing that is stored
-        d = json.loads(e["details"] or "{}")
-        key = (e["actor"], e["pseudonym"])
+        d = json.loads(details or "{}")
+        key = (actor, pseudonym)
         if ev == "answer":
             answers.setdefault(key, {})[d["field"]] = d["value"]
         elif ev == "submit":
             locked[key] = True
         elif ev == "unlock":
-            locked[(d["reader"], e["pseudonym"])] = False
+            locked[(d["reader"], pseudonym)] = False
         elif ev == "annotation":
             slots = anns.setdefault(key, {})
             if d.get("deleted"):
@@ -106,7 +102,7 @@ def _replay(audit: list[dict[str, Any]], snap: Snapshot) -> tuple[list[str], lis
             else:
                 slots[d["slot"]] = d.get("digest", "")
         elif ev.endswith("_started") and ev[: -len("_started")] in PUBLISHED:
-            started[d.get("op", "")] = {**d, "event": ev[: -len("_started")], "seq": e["seq"]}
+            started[d.get("op", "")] = {**d, "event": ev[: -len("_started")], "seq": seq}
         elif (ev in PUBLISHED or ev.endswith("_failed")) and "op" in d:
             started.pop(d["op"], None)
     problems = []
