@@ -76,6 +76,7 @@ def test_schema_ids_have_one_home():
         formats.READINGS_SCHEMA,
         formats.STUDY_FORMAT,
         formats.PHANTOM_TRUTH_SCHEMA,
+        formats.BATCH_RECORD_SCHEMA,
     ]
     offenders = [
         f"{py.relative_to(root)}: {i}"

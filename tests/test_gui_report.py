@@ -70,6 +70,7 @@ def test_data_issues_listed(make_napari_viewer, tmp_path):
     items = [widget.issues.item(i).text() for i in range(widget.issues.count())]
     assert items[0].startswith("clinical.csv: 1 case(s) with a group other than")
     assert items[1].startswith("readings.csv: 1 read case(s) have no usable row")
+    assert items[1].endswith("[affected: CTL01]")  # the dock names the cases too
     assert widget.result is not None and len(widget.result.issues) == 2
 
 

@@ -403,3 +403,127 @@ def test_notes_are_listed_but_not_counted(tmp_path, capsys):
     assert stderr.startswith("note: measurements.csv: 24 measurement row(s) were made on hidden")
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "No data issues found." in html and "Notes (expected in a normal study" in html
+
+
+# --------------------------------------------------------------------------- issue 8
+def _main(argv: list[str], capsys) -> tuple[int, str, str]:
+    """The real ``napari-m1`` entry point (its error handling included)."""
+    from napari_m1.cli import main
+
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _report_argv(paths: dict[str, Path], out: Path) -> list[str]:
+    argv = ["report", "--readings", str(paths["readings"]), "--clinical", str(paths["clinical"])]
+    if "measurements" in paths:
+        argv += ["--measurements", str(paths["measurements"])]
+    return [*argv, "--out", str(out)]
+
+
+def test_cli_warnings_name_the_affected_cases(tmp_path, capsys):
+    readings, clinical = published_study()
+    clinical.loc[clinical["case_id"] == "CTL02", "group"] = "healthy"
+    dropped = [f"ALS{i:02d}" for i in range(5, 18)]  # 13 cases: more than the 10 listed
+    clinical = clinical.loc[~clinical["case_id"].isin(dropped)]
+    p = write_study(tmp_path / "in", {"readings": readings, "clinical": clinical})
+    code, _, err = _main(_report_argv(p, tmp_path / "out"), capsys)
+    assert code == 0
+    lines = err.strip().splitlines()
+    bad_group = next(ln for ln in lines if "group other than" in ln)
+    assert bad_group.startswith("warning: clinical.csv: 1 case(s)")
+    assert "[affected: CTL02 (row " in bad_group and "'healthy'" in bad_group
+    no_clin = next(ln for ln in lines if "have no usable row" in ln)
+    listed = ", ".join(["ALS05", "ALS06", "ALS07", "ALS08", "ALS09", "ALS10", "ALS11", "ALS12"])
+    assert f"[affected: {listed}, ALS13, ALS14, … (+4 more)]" in no_clin  # 13 + CTL02
+    assert all(ln.startswith(("warning: ", "note: ")) for ln in lines)
+
+
+def test_reader_id_with_math_syntax_is_drawn_literally(tmp_path, capsys):
+    from matplotlib.mathtext import MathTextParser
+
+    hostile = r"R$\x$"
+    with pytest.raises(ValueError):  # what matplotlib makes of it as mathtext
+        MathTextParser("agg").parse(hostile)
+    frames = synthetic_study(2, 20, seed=2)
+    for name in ("readings", "measurements"):
+        frames[name]["reader"] = frames[name]["reader"].replace("R1", hostile)
+    p = write_study(tmp_path / "in", frames)
+    out = tmp_path / "out"
+    code, _, err = _main(_report_argv(p, out), capsys)
+    assert code == 0, err
+    assert "not drawn" not in err and "Traceback" not in err
+    figures = sorted(f.stem for f in (out / "figures").glob("*.png"))
+    assert figures == ["bland_altman", "clinical_scatter", "confusion_matrices", "group_boxplots"]
+    acc = pd.read_csv(out / "tables" / "diagnostic_accuracy.csv")
+    assert list(acc["reader"]) == ["R2", hostile]  # natural order: "R$" sorts after "R2"
+    assert html_escape_free(hostile) in (out / "report.html").read_text(encoding="utf-8")
+
+
+def html_escape_free(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
+
+
+def test_figure_failure_is_one_warning_line_and_the_report_is_written(
+    tmp_path, capsys, monkeypatch
+):
+    from napari_m1.stats import _figures
+
+    def broken(res):
+        raise ValueError("boom\nsecond line of a long message")
+
+    monkeypatch.setattr(_figures, "confusion_matrices", broken)
+    readings, clinical = published_study()
+    p = write_study(tmp_path / "in", {"readings": readings, "clinical": clinical})
+    out = tmp_path / "out"
+    code, stdout, err = _main(_report_argv(p, out), capsys)
+    assert code == 0
+    assert err.strip().splitlines() == [
+        "warning: figures: figure confusion_matrices not drawn (ValueError: boom); "
+        "the tables are complete [affected: confusion_matrices]"
+    ]
+    assert "1 data issue" in stdout
+    assert (out / "report.html").exists() and not (out / "figures").exists()
+    issues = pd.read_csv(out / "tables" / "data_issues.csv")
+    assert list(issues["kind"]) == ["figure-failed"]
+
+
+def test_report_tables_neutralise_formulas(tmp_path, capsys):
+    import csv
+
+    from napari_m1.formats import FORMULA_TRIGGERS
+
+    link = '=HYPERLINK("http://example.org/?x","click")'
+    readings, clinical = published_study()
+    readings["reader"] = readings["reader"].replace({"R1": link, "R2": "'@R2"})
+    for df in (readings, clinical):  # a case id that a spreadsheet would run
+        df["case_id"] = df["case_id"].replace({"ALS01": "+ALS01", "CTL01": "-CTL01"})
+    p = write_study(tmp_path / "in", {"readings": readings, "clinical": clinical})
+    out = tmp_path / "out"
+    code, _, err = _main(_report_argv(p, out), capsys)
+    assert code == 0, err
+    cells = []
+    for path in sorted((out / "tables").glob("*.csv")):
+        with open(path, encoding="utf-8", newline="") as fh:
+            cells += [(path.name, c) for row in csv.reader(fh) for c in row]
+
+    def is_number(c: str) -> bool:
+        try:
+            float(c)
+        except ValueError:
+            return False
+        return True
+
+    formulas = [(f, c) for f, c in cells if c[:1] in FORMULA_TRIGGERS and not is_number(c)]
+    assert formulas == []
+    acc = pd.read_csv(out / "tables" / "diagnostic_accuracy.csv", keep_default_na=False)
+    # '@R2 was neutralised by the study export: the report reads R2's id back as @R2.
+    assert list(acc["reader"]) == ["'" + link, "'@R2"]  # one apostrophe each
+    assert acc["accuracy"].dtype.kind == "f"  # numbers stay numbers
+    subjects = pd.read_csv(out / "tables" / "subjects.csv", keep_default_na=False)
+    assert {"'+ALS01", "'-CTL01"} <= set(subjects["case_id"])
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "@R2" in html and "&#x27;@R2" not in html  # shown as the reader's id, escaped

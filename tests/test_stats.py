@@ -775,3 +775,107 @@ def test_penfield_areas_have_one_home():
     for path in STATS_SRC.glob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert "PENFIELD_AREAS =" not in text and '"foot", "leg"' not in text, path.name
+
+
+# --------------------------------------------------------------------------- vs statsmodels
+def _random_calls(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = (rng.random(n) < rng.uniform(0.2, 0.8)).astype(float)
+    b = np.where(rng.random(n) < rng.uniform(0.5, 0.95), a, 1 - a)
+    return a, b
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cohen_kappa_and_ci_match_statsmodels(seed):
+    from statsmodels.stats.inter_rater import cohens_kappa as sm_kappa
+
+    a, b = _random_calls(seed, [5, 13, 31, 200, 1000, 7][seed % 6])
+    if a.min() == a.max() or b.min() == b.max():
+        pytest.skip("single class drawn")
+    table = np.bincount((2 * a + b).astype(int), minlength=4).reshape(2, 2)
+    ref = sm_kappa(table)
+    s = cohen_kappa(a, b)
+    assert s.value == pytest.approx(float(ref.kappa), abs=1e-12)
+    assert s.ci_low == pytest.approx(max(float(ref.kappa_low), -1.0), abs=1e-12)
+    assert s.ci_high == pytest.approx(min(float(ref.kappa_upp), 1.0), abs=1e-12)
+    assert s.n == a.size
+
+
+def test_cohen_kappa_published_table_matches_statsmodels():
+    from statsmodels.stats.inter_rater import cohens_kappa as sm_kappa
+
+    # Published study (R1 rows x R2 columns: 1, 0): 9 both +, 6 R1 only, 0 R2 only, 16 both −.
+    table = np.array([[16, 0], [6, 9]])
+    a = np.repeat([0, 0, 1, 1], table.ravel())
+    b = np.repeat([0, 1, 0, 1], table.ravel())
+    ref = sm_kappa(table)
+    s = cohen_kappa(a, b)
+    assert (s.value, s.ci_low, s.ci_high) == pytest.approx(
+        (ref.kappa, ref.kappa_low, ref.kappa_upp), abs=1e-12
+    )
+
+
+@pytest.mark.parametrize(("k", "n"), [(12, 18), (0, 13), (13, 13), (1, 2), (517, 1000)])
+def test_wilson_interval_matches_statsmodels(k, n):
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    assert wilson_interval(k, n) == pytest.approx((lo, hi), abs=1e-12)
+
+
+# --------------------------------------------------------------------------- kernels vs scipy
+def test_average_ranks_match_scipy_rankdata():
+    from napari_m1.stats._kernels import average_ranks
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 12, size=200).astype(float)  # many ties
+    ranks, sizes = average_ranks(x)
+    np.testing.assert_array_equal(ranks, stats.rankdata(x))
+    assert sizes.sum() == 200 and sizes.size == np.unique(x).size
+    assert average_ranks(np.array([3.0]))[0].tolist() == [1.0]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mann_whitney_asymptotic_matches_scipy_on_larger_samples(seed):
+    rng = np.random.default_rng(seed)
+    a = np.round(rng.normal(2.0, 0.3, size=40 + seed * 30), 1 + seed % 2)  # rounding: ties
+    b = np.round(rng.normal(2.1, 0.3, size=25 + seed * 17), 1 + seed % 2)
+    r = mann_whitney(a, b)
+    ref = stats.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic")
+    assert r["method"] == "asymptotic"
+    assert r["u_statistic"] == ref.statistic
+    assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [
+        ([1, 2, 3, 4, 5], [2, 4, 6, 8, 10]),  # ρ = 1: p = 0
+        ([1, 2, 3, 4, 5], [5, 4, 3, 2, 1]),  # ρ = −1
+        ([1, 2, 2, 3, 5, 5, 7], [3, 1, 2, 2, 9, 4, 4]),  # ties in both
+    ],
+)
+def test_spearman_edges_match_scipy(x, y):
+    r = spearman(x, y)
+    ref = stats.spearmanr(x, y)
+    assert r["rho"] == pytest.approx(ref.statistic, abs=1e-12)
+    assert r["p_value"] == pytest.approx(ref.pvalue, abs=1e-12)
+
+
+@pytest.mark.parametrize(("n", "k", "seed"), [(80, 5, 0), (300, 3, 1), (25, 20, 2)])
+def test_fleiss_bca_matches_scipy_bootstrap(n, k, seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.random(n) < 0.4
+    x = np.where(rng.random((n, k)) < 0.8, truth[:, None], ~truth[:, None]).astype(int)
+    s = fleiss_kappa_ci(x, n_resamples=400, seed=7)
+    table = np.stack([(x == 0).sum(axis=1), (x == 1).sum(axis=1)], axis=1).astype(float)
+    ref = stats.bootstrap(
+        (np.arange(n),),
+        lambda idx, axis=-1: fleiss_kappa_resampled(table, idx),
+        n_resamples=400,
+        confidence_level=0.95,
+        method="BCa",
+        vectorized=True,
+        rng=np.random.default_rng(7),
+    ).confidence_interval
+    assert (s.ci_low, s.ci_high) == pytest.approx((ref.low, ref.high), abs=1e-12)

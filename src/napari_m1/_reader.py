@@ -16,8 +16,8 @@ from typing import Any
 from .geometry import reference_placement
 from .io import (
     Case,
-    is_case_folder,
     is_nifti_path,
+    is_openable_folder,
     load_case,
     load_nifti,
     volume_to_layer_data,
@@ -66,9 +66,10 @@ def read_nifti(path: PathLike | list[PathLike]) -> list[LayerData]:
 
 
 def get_case_reader(path: PathLike | list[PathLike]) -> Callable[..., list[LayerData]] | None:
-    """Reader for a case folder (case.json or BIDS-like GRE names), else None."""
+    """Reader for a case folder (case.json or BIDS-like GRE names), a DICOM folder or a
+    bare NIfTI folder, else None (checks names and a few file headers only)."""
     p = _single(path)
-    if p is None or not is_case_folder(p):
+    if p is None or not is_openable_folder(p):
         return None
     return read_case
 

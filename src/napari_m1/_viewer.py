@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 
 from .geometry import conventional_orientation, edge_letters, hemisphere, world_to_ras
-from .io import Case, LayerMeta
+from .io import METADATA_KEY, Case, LayerMeta
 
 __all__ = [
     "OrientationController",
+    "StagedCaseLayers",
     "add_case_layers",
+    "case_is_complete",
     "get_orientation",
     "hemisphere_at_world",
     "m1_layers",
@@ -82,12 +84,93 @@ def add_case_layers(viewer: Any, case: Case) -> list[Any]:
     added = []
     for data, kwargs, _ in case_layer_data(case):
         added.append(viewer.add_image(data, **kwargs))
-    ref = added[0]
+    _show_middle_slice(viewer, added[0])
+    return added
+
+
+def _show_middle_slice(viewer: Any, ref: Any) -> None:
+    """Echo 1 (the contrast limits are set from it), middle axial slice, whole view."""
     viewer.reset_view()
+    if ref.ndim == 4:
+        viewer.dims.set_point(0, ref.translate[0])
     slice_axis = viewer.dims.ndim - 3  # first spatial world axis (S/I)
     middle = ref.translate[-3] + ref.scale[-3] * (ref.data.shape[-3] // 2)
     viewer.dims.set_point(slice_axis, middle)
-    return added
+
+
+class StagedCaseLayers:
+    """Puts a case into a viewer while :class:`~napari_m1.io.CaseLoad` streams it.
+
+    Feed it every :class:`~napari_m1.io.LoadEvent` (in the GUI thread):
+
+    * ``first``: the GRE is added (visible, echo 1 complete, its data a
+      :class:`~napari_m1.io.LoadingArray` whose reads wait for later echoes) and the
+      middle slice shown -- the first frame;
+    * ``volume`` 0: the GRE's data becomes the plain, complete numpy array;
+    * ``volume`` i > 0: a phase, QSM or MRSI map is complete (kept until ``done``);
+    * ``done``: the maps are added (hidden, as always) and :attr:`complete` becomes
+      True -- the case's "ready" moment.
+
+    :meth:`discard` removes what was added (a failed or cancelled load).
+    """
+
+    def __init__(self, viewer: Any, label: str) -> None:
+        self.viewer = viewer
+        self.label = label
+        self.layers: list[Any] = []
+        self._pending: list[tuple[Any, Any]] = []
+        self.complete = False
+
+    def handle(self, event: Any) -> Any | None:
+        """Apply one load event; returns the layer it added, if any."""
+        from .io import volume_to_layer_data
+
+        if event.kind == "first" or (event.kind == "volume" and not self.layers):
+            vol, place = event.payload
+            data, kwargs, _ = volume_to_layer_data(vol, place, case_label=self.label)
+            # Added hidden: napari slices a new layer at once, at the sliders' middle
+            # (a later echo, still being read); shown once echo 1 is selected.
+            visible = kwargs.pop("visible", True)
+            layer = self.viewer.add_image(data, visible=False, **kwargs)
+            self.layers.append(layer)
+            _show_middle_slice(self.viewer, layer)
+            layer.visible = visible
+            if event.kind == "first":
+                return layer
+        if event.kind == "volume" and event.index == 0:
+            vol, place = event.payload
+            ref = self.layers[0]
+            if ref.data is not vol.data:
+                ref.data = vol.data  # the complete array: no waiting wrapper from here on
+            ref.metadata[METADATA_KEY].update(vol.extra)  # n_nan, known once read
+            return None
+        if event.kind == "volume":
+            self._pending.append(event.payload)
+            return None
+        if event.kind == "done":
+            # The maps (hidden at first) are added together once everything is read:
+            # one round of napari's layer-list, dims and canvas updates instead of one
+            # per map while the reader is already looking at the GRE.
+            for vol, place in self._pending:
+                data, kwargs, _ = volume_to_layer_data(vol, place, case_label=self.label)
+                self.layers.append(self.viewer.add_image(data, **kwargs))
+            self._pending.clear()
+            self.complete = True
+        return None
+
+    def discard(self) -> None:
+        """Remove every layer this load added."""
+        for layer in self.layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.layers.clear()
+
+
+def case_is_complete(viewer: Any) -> bool:
+    """False while any napari-m1 layer still holds data that is being read."""
+    from .io import LoadingArray
+
+    return not any(isinstance(ly.data, LoadingArray) for ly in m1_layers(viewer))
 
 
 _ORIENTATION: weakref.WeakKeyDictionary[Any, OrientationController] = weakref.WeakKeyDictionary()

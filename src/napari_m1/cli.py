@@ -31,6 +31,9 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "napari_m1._commands",  # sample, info, measure, demo
     "napari_m1.session._cli",  # study init|verify|export|unblind|unlock
     "napari_m1.stats._cli",  # report
+    "napari_m1.io._cli",  # import
+    "napari_m1.batch._cli",  # batch
+    "napari_m1.qsm._cli",  # qsm
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QProgressBar,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -22,6 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._viewer import (
+    StagedCaseLayers,
     add_case_layers,
     get_orientation,
     hemisphere_at_world,
@@ -31,6 +34,7 @@ from .._viewer import (
 )
 from ..errors import M1Error
 from ..io import KINDS, Case, LayerMeta, load_case
+from .source_browser import SourceBrowser, fill_missing_echo_times
 
 if TYPE_CHECKING:
     import napari
@@ -47,12 +51,22 @@ class CaseWidget(QWidget):
 
     Signals
     -------
+    first_frame(str)
+        Emitted with the case label when the GRE (echo 1) is shown, before the rest of
+        the case is read (staged loading, the default for a click).
+    load_progress(int, int)
+        Bytes read so far and in all, while a case streams in.
     case_loaded(str)
-        Emitted with the case label after a case's layers were added.
+        Emitted with the case label when the case is *ready*: every layer added and
+        every array completely read. Measure only after this (or use
+        :func:`napari_m1._viewer.case_is_complete`).
     load_failed(str)
         Emitted with the one-line error message when a case could not be opened.
     """
 
+    first_frame = Signal(str)
+    load_progress = Signal(int, int)
+    _file_progress = Signal(int, int)  # DICOM/folder loads: worker thread -> GUI thread
     case_loaded = Signal(str)
     load_failed = Signal(str)
 
@@ -61,8 +75,18 @@ class CaseWidget(QWidget):
         self.viewer = napari_viewer
         self.orientation = get_orientation(napari_viewer)
         self._worker: Any = None
+        self._staged: StagedCaseLayers | None = None
 
         self.open_button = QPushButton("Open case folder…")
+        self.browse_button = QPushButton("DICOM / BIDS…")
+        self.browse_button.setToolTip(
+            "Browse a DICOM folder (series picker), a BIDS dataset (subjects/sessions) or a "
+            "NIfTI folder, and open one case"
+        )
+        self.browser = SourceBrowser()
+        self.browser.setVisible(False)
+        # Seam for tests: callable(n_echoes) -> list of ms, instead of the dialog.
+        self.ask_echo_times: Any = None
         self.sample_button = QPushButton("Open sample")
         self.sample_group = QComboBox()
         self.sample_group.addItems(["control", "als"])
@@ -78,6 +102,13 @@ class CaseWidget(QWidget):
         self.case_label.setWordWrap(True)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setVisible(False)
+        self.progress.setToolTip(
+            "The GRE is shown as soon as echo 1 is read; later echoes and the maps follow. "
+            "Measurements wait for the data they need."
+        )
         self.radiological = QCheckBox("Radiological view (patient's left on screen right)")
         self.radiological.setChecked(True)
         self.cursor_label = QLabel("")
@@ -91,7 +122,11 @@ class CaseWidget(QWidget):
         row.addWidget(self.sample_button)
         row.addWidget(self.sample_group)
         lay = QVBoxLayout(self)
-        lay.addWidget(self.open_button)
+        row0 = QHBoxLayout()
+        row0.addWidget(self.open_button, 1)
+        row0.addWidget(self.browse_button)
+        lay.addLayout(row0)
+        lay.addWidget(self.browser)
         lay.addLayout(row)
         row2 = QHBoxLayout()
         row2.addWidget(self.file_button)
@@ -101,16 +136,20 @@ class CaseWidget(QWidget):
         lay.addWidget(self.table)
         lay.addWidget(self.radiological)
         lay.addWidget(self.cursor_label)
+        lay.addWidget(self.progress)
         lay.addWidget(self.status)
         lay.addStretch(1)
 
         self.open_button.clicked.connect(self._on_open_clicked)
+        self.browse_button.clicked.connect(lambda: self.show_browser())
+        self.browser.open_requested.connect(lambda job: self._start(job, block=False))
         self.sample_button.clicked.connect(self._on_sample_clicked)
         self.file_button.clicked.connect(lambda: self.open_file())
         self.radiological.toggled.connect(self._on_radiological_toggled)
         self.viewer.layers.events.inserted.connect(self._refresh_table)
         self.viewer.layers.events.removed.connect(self._refresh_table)
         self.viewer.cursor.events.position.connect(self._on_cursor)
+        self._file_progress.connect(self._on_file_progress)
         self._refresh_table()
 
     # ------------------------------------------------------------------ actions
@@ -119,8 +158,10 @@ class CaseWidget(QWidget):
     ) -> None:
         """Load a case folder and add its layers; a dialog asks for it when ``folder`` is None.
 
-        ``block=True`` loads in the calling thread (tests, scripts); otherwise the
-        loading runs in a worker thread and the layers are added when it finishes.
+        ``block=True`` loads in the calling thread (tests, scripts). Otherwise the case
+        streams in from a worker thread: the GRE appears as soon as echo 1 is read
+        (:attr:`first_frame`), later echoes and the hidden maps follow with progress,
+        and :attr:`case_loaded` says when everything is complete.
         """
         if folder is None:
             if not ask_path:
@@ -128,7 +169,22 @@ class CaseWidget(QWidget):
             folder = QFileDialog.getExistingDirectory(self, "Open a 7T M1 case folder")
             if not folder:
                 return
-        self._start(lambda: load_case(folder), block=block)
+        from ..io._bids import is_bids_root
+
+        if is_bids_root(folder):  # a dataset, not a case: list its subjects/sessions
+            self.show_browser(folder, block=block)
+            return
+        if block or not _streamable(folder):
+            # DICOM and bare NIfTI folders are converted/organised first: loaded whole
+            self._start(lambda progress=None: load_case(folder, progress=progress), block=block)
+        else:
+            self._start_staged(folder)
+
+    def show_browser(self, folder: str | Path | None = None, *, block: bool = False) -> None:
+        """Show the DICOM/BIDS browser (listing ``folder`` when given)."""
+        self.browser.setVisible(True)
+        if folder is not None:
+            self.browser.set_folder(folder, block=block)
 
     def open_sample(self, group: str | None = None, *, block: bool = False) -> None:
         """Open the synthetic phantom (writing it to the per-user sample cache once)."""
@@ -136,7 +192,10 @@ class CaseWidget(QWidget):
 
         g = group or self.sample_group.currentText()
         self.sample_group.setCurrentText(g)
-        self._start(lambda: load_case(phantom_case_dir(g)), block=block)
+        if block:
+            self._start(lambda: load_case(phantom_case_dir(g)), block=True)
+        else:
+            self._start_staged(None, sample_group=g)
 
     def open_file(self, path: str | Path | None = None, kind: str | None = None) -> bool:
         """Add one NIfTI file as a layer, as the chosen kind, on the open case's grid.
@@ -177,6 +236,10 @@ class CaseWidget(QWidget):
         return True
 
     def _start(self, job: Any, *, block: bool) -> None:
+        import inspect
+
+        if "progress" in inspect.signature(job).parameters:  # file-count progress
+            job = partial(job, progress=self._file_progress.emit)
         self.status.setText("Loading…")
         self.open_button.setEnabled(False)
         self.sample_button.setEnabled(False)
@@ -195,10 +258,75 @@ class CaseWidget(QWidget):
         self._worker.errored.connect(self._on_failed)
         self._worker.start()
 
+    def _start_staged(self, folder: str | Path | None, *, sample_group: str = "") -> None:
+        """Stream a case in from a worker thread; layers appear as their data arrive."""
+        from napari.qt.threading import create_worker
+
+        from ..io import CaseLoad, LoadEvent
+
+        def job():
+            if folder is None:
+                from .._sample_data import phantom_case_dir
+
+                load = CaseLoad(phantom_case_dir(sample_group))
+            else:
+                load = CaseLoad(folder)
+            yield LoadEvent("planned", 0, load.nbytes, 0, load.files.label)
+            return (yield from load.steps())
+
+        self.status.setText("Loading…")
+        self.open_button.setEnabled(False)
+        self.sample_button.setEnabled(False)
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self._worker = create_worker(job, _ignore_errors=True)
+        self._worker.yielded.connect(self._on_load_event)
+        self._worker.returned.connect(self._on_staged_done)
+        self._worker.errored.connect(self._on_staged_failed)
+        self._worker.start()
+
     # ------------------------------------------------------------------ handlers
-    def _on_loaded(self, case: Case) -> None:
+    def _on_load_event(self, event: Any) -> None:
+        if event.kind == "planned":
+            self._staged = StagedCaseLayers(self.viewer, event.payload)
+            self.status.setText(f"Loading {_gb(event.total)}…")
+            return
+        staged = self._staged
+        if staged is None:
+            return
+        if event.total:
+            self.progress.setValue(int(1000 * event.done / event.total))
+            self.status.setText(f"Loading… {_gb(event.done)} of {_gb(event.total)}")
+            self.load_progress.emit(int(event.done), int(event.total))
+        staged.handle(event)
+        if event.kind == "first":
+            self.orientation.apply()
+            self.case_label.setText(f"Case: {staged.label} (loading)")
+            self.first_frame.emit(staged.label)
+
+    def _on_staged_done(self, case: Case) -> None:
+        self.progress.setVisible(False)
+        staged, self._staged = self._staged, None
+        asked = fill_missing_echo_times(self, case, self.ask_echo_times)
+        if asked is not case and staged is not None:
+            staged.discard()  # reloaded with the echo times the user gave
+            self._on_loaded(asked, add_layers=True)
+            return
+        self._on_loaded(case, add_layers=False)
+
+    def _on_staged_failed(self, exc: BaseException) -> None:
+        self.progress.setVisible(False)
+        if self._staged is not None:
+            self._staged.discard()  # all or nothing: no half-loaded case stays open
+            self._staged = None
+        self._on_failed(exc)
+
+    def _on_loaded(self, case: Case, *, add_layers: bool = True) -> None:
+        if add_layers:
+            case = fill_missing_echo_times(self, case, self.ask_echo_times)
         self._enable()
-        add_case_layers(self.viewer, case)
+        if add_layers:
+            add_case_layers(self.viewer, case)
         self.orientation.apply()
         self.case_label.setText(f"Case: {case.files.label}")
         self.status.setText("")
@@ -208,7 +336,15 @@ class CaseWidget(QWidget):
             show_warning(w)
         self.case_loaded.emit(case.files.label)
 
+    def _on_file_progress(self, done: int, total: int) -> None:
+        self.progress.setVisible(done < total)
+        if total:
+            self.progress.setValue(int(1000 * done / total))
+            self.status.setText(f"Reading DICOM… {done} of {total} files")
+            self.load_progress.emit(done, total)
+
     def _on_failed(self, exc: BaseException) -> None:
+        self.progress.setVisible(False)
         self._enable()
         msg = str(exc) if isinstance(exc, M1Error) else f"{type(exc).__name__}: {exc}"
         msg = msg.splitlines()[0] if msg else type(exc).__name__
@@ -260,3 +396,16 @@ class CaseWidget(QWidget):
                 item = QTableWidgetItem(str(v))
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 self.table.setItem(r, c, item)
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
+
+
+def _streamable(folder: str | Path) -> bool:
+    """A case folder that streams in stages (case.json or BIDS-like names)."""
+    from ..io import is_case_folder
+    from ..io._case import CASE_JSON
+
+    f = Path(folder)
+    return (f / CASE_JSON).is_file() or is_case_folder(f)

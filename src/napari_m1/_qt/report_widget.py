@@ -193,7 +193,8 @@ class ReportWidget(QWidget):
             f"<a href='{html.escape(url, quote=True)}'>{html.escape(str(result.html))}</a>"
         )
         for issue in result.issues:
-            self.issues.addItem(str(issue) if issue.severity == "issue" else f"note: {issue}")
+            line = issue.one_line()
+            self.issues.addItem(line if issue.severity == "issue" else f"note: {line}")
         if n:
             from napari.utils.notifications import show_warning
 

@@ -7,8 +7,13 @@ from ._case import (
     find_case_files,
     is_case_folder,
     load_case,
+    load_case_files,
     place_on_reference,
 )
+from ._caseload import CaseLoad, LoadEvent, LoadingArray
+from ._dicom import DicomScan, DicomSeries, is_dicom_folder, scan_dicom
+from ._dicom_case import choose_series, load_dicom_case, load_series, series_table
+from ._folder import is_openable_folder, remember_echo_times, remembered_copy
 from ._layers import layer_metadata, robust_limits, volume_to_layer_data
 from ._meta import METADATA_KEY, LayerMeta
 from ._nifti import (
@@ -27,20 +32,35 @@ __all__ = [
     "METADATA_KEY",
     "Case",
     "CaseFiles",
+    "CaseLoad",
+    "DicomScan",
+    "DicomSeries",
     "LayerMeta",
+    "LoadEvent",
+    "LoadingArray",
     "Volume",
     "case_summary",
+    "choose_series",
     "find_case_files",
     "guess_kind",
     "is_case_folder",
+    "is_dicom_folder",
     "is_nifti_path",
+    "is_openable_folder",
     "layer_metadata",
     "load_case",
+    "load_case_files",
+    "load_dicom_case",
     "load_multi_echo",
     "load_nifti",
+    "load_series",
     "place_on_reference",
     "read_sidecar",
+    "remember_echo_times",
+    "remembered_copy",
     "rescale_phase",
     "robust_limits",
+    "scan_dicom",
+    "series_table",
     "volume_to_layer_data",
 ]

@@ -8,7 +8,6 @@ layouts are documented in ``docs/case-folders.md``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -19,20 +18,31 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import M1LoadError
+from .._files import read_user_json, shown
+from ..errors import M1Error, M1LoadError
 from ..geometry import (
     DisplayPlacement,
     placement_on_reference,
     reference_placement,
 )
-from ._nifti import Volume, is_nifti_path, load_multi_echo, metabolite_name
+from ._nifti import (
+    Volume,
+    _stem,
+    is_nifti_path,
+    load_multi_echo,
+    metabolite_name,
+    read_sidecar,
+)
 
 __all__ = [
     "Case",
     "CaseFiles",
+    "case_input_files",
     "find_case_files",
     "is_case_folder",
     "load_case",
+    "load_case_files",
+    "place_one",
     "resample_onto",
 ]
 
@@ -42,6 +52,10 @@ CASE_JSON = "case.json"
 _ECHO_RE = re.compile(r"(?:^|_)echo-(\d+)(?:_|$)", re.I)
 _FSL_MRS_PREFERENCE = ("internal", "molarity", "molality", "raw")
 _MAX_DEPTH = 3
+_MAX_LABEL = 200
+_LABEL_OK = re.compile(rf"[^\x00-\x1f\x7f]{{1,{_MAX_LABEL}}}")
+#: Longest echo time accepted from case.json, ms (GRE echoes at 7T are well under 100 ms).
+_MAX_TE_MS = 1000.0
 
 
 @dataclass
@@ -62,6 +76,10 @@ class CaseFiles:
         Metabolite or ratio name -> map.
     echo_times_ms : list of float or None
         From ``case.json``; overrides sidecars.
+    phase_difference : bool
+        ``phase`` is one phase-difference image for two magnitude echoes (Siemens
+        field map; ``case.json`` ``"phase_difference": true``, a ``*_phasediff``
+        name or a sidecar with ``EchoTime1``/``EchoTime2``).
     """
 
     folder: Path
@@ -71,6 +89,17 @@ class CaseFiles:
     qsm: Path | None = None
     mrsi: dict[str, Path] = field(default_factory=dict)
     echo_times_ms: list[float] | None = None
+    phase_difference: bool = False
+
+
+def case_input_files(files: CaseFiles) -> list[Path]:
+    """Every file a case is read from: maps, their JSON sidecars, ``case.json``.
+
+    Commands that write check their outputs against these (no output over an input).
+    """
+    maps = [*files.gre, *files.phase, *([files.qsm] if files.qsm else []), *files.mrsi.values()]
+    sidecars = [p.with_name(_stem(p) + ".json") for p in maps]
+    return [*maps, *(p for p in sidecars if p.exists()), files.folder / CASE_JSON]
 
 
 def _nifti_files(folder: Path) -> list[Path]:
@@ -90,13 +119,11 @@ def _echo_number(p: Path) -> int:
 
 
 def _from_case_json(folder: Path) -> CaseFiles:
-    cj = folder / CASE_JSON
     try:
-        spec = json.loads(cj.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise M1LoadError(f"{CASE_JSON}: malformed ({str(exc).splitlines()[0]})") from None
-    if not isinstance(spec, dict):
-        raise M1LoadError(f"{CASE_JSON}: must hold a JSON object")
+        spec = read_user_json(folder / CASE_JSON)
+    except M1Error as exc:
+        why = str(exc).removeprefix(f"{CASE_JSON}: ")
+        raise M1LoadError(f"{CASE_JSON}: malformed ({why})") from None
 
     def files(key: str) -> list[Path]:
         val = spec.get(key, [])
@@ -111,26 +138,59 @@ def _from_case_json(folder: Path) -> CaseFiles:
     mrsi = {}
     for met, v in mrsi_spec.items():
         if not isinstance(v, str):
-            raise M1LoadError(f"{CASE_JSON}: 'mrsi.{met}' must be a file name")
-        mrsi[str(met)] = _case_json_file(folder, v, f"mrsi.{met}")
+            raise M1LoadError(f"{CASE_JSON}: 'mrsi.{_short(met)}' must be a file name")
+        mrsi[str(met)] = _case_json_file(folder, v, f"mrsi.{_short(met)}")
     qsm = files("qsm")
     if len(qsm) > 1:
         raise M1LoadError(f"{CASE_JSON}: 'qsm' must name one file")
-    tes = spec.get("echo_times_ms")
-    if tes is not None and (
-        not isinstance(tes, list) or not all(isinstance(t, (int, float)) for t in tes)
-    ):
-        raise M1LoadError(f"{CASE_JSON}: 'echo_times_ms' must be a list of numbers")
-    label = spec.get("label", folder.name)
+    label = spec.get("label", folder_label(folder))
+    if not isinstance(label, str) or not _LABEL_OK.fullmatch(label):
+        raise M1LoadError(
+            f"{CASE_JSON}: 'label' must be text of 1-{_MAX_LABEL} characters on one line"
+        )
     return CaseFiles(
         folder=folder,
-        label=str(label),
+        label=label,
         gre=files("gre"),
         phase=files("phase"),
         qsm=qsm[0] if qsm else None,
         mrsi=mrsi,
-        echo_times_ms=[float(t) for t in tes] if tes else None,
+        echo_times_ms=_echo_times(spec.get("echo_times_ms")),
+        phase_difference=spec.get("phase_difference") is True,
     )
+
+
+def _short(text: object) -> str:
+    s = str(text)
+    return s if len(s) <= 40 else s[:40] + "…"
+
+
+def _echo_times(tes: object) -> list[float] | None:
+    """case.json ``echo_times_ms``: a list of positive, finite numbers of ms (or absent)."""
+    if tes is None:
+        return None
+    ok = isinstance(tes, list) and all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) for t in tes
+    )
+    if not ok:
+        raise M1LoadError(f"{CASE_JSON}: 'echo_times_ms' must be a list of numbers")
+    vals = [float(t) for t in tes]
+    if not vals or not all(0.0 < t <= _MAX_TE_MS for t in vals):
+        raise M1LoadError(
+            f"{CASE_JSON}: 'echo_times_ms' must hold echo times in ms, each above 0 and at "
+            f"most {_MAX_TE_MS:g} (got {_short(tes)})"
+        )
+    return vals
+
+
+def folder_label(folder: Path) -> str:
+    """A case label from a folder name; bytes that are not UTF-8 become ``\\xNN``.
+
+    A name that is not valid UTF-8 reaches Python with surrogate escapes, which
+    cannot be written to a UTF-8 file or printed; this keeps the label printable
+    and distinct.
+    """
+    return shown(folder.absolute().name)
 
 
 def _case_json_file(folder: Path, rel: str, key: str) -> Path:
@@ -157,7 +217,10 @@ def _from_names(folder: Path) -> CaseFiles:
         mag = [p for p in niftis if "megre" in low[p] and "part-phase" not in low[p]]
     mag.sort(key=_echo_number)
     phase = sorted((p for p in niftis if "part-phase" in low[p]), key=_echo_number)
-    qsm = [p for p in niftis if re.search(r"(_chimap|_qsm)\.nii", low[p])]
+    phasediff = [p for p in niftis if re.search(r"_phasediff\.nii", low[p])]
+    if not phase and len(phasediff) == 1:
+        phase = phasediff
+    qsm = [p for p in niftis if re.search(r"(^|_)(chimap|qsm)\.nii", low[p])]
     mrsi: dict[str, Path] = {}
     for p in niftis:
         met = metabolite_name(p)
@@ -177,9 +240,18 @@ def _from_names(folder: Path) -> CaseFiles:
                 break
     mrsi = dict(sorted(mrsi.items(), key=lambda kv: _metabolite_rank(kv[0])))
     if len(qsm) > 1:
+        # A napari-m1 reconstruction (Chimap.nii.gz beside its qsm.json) wins over other maps.
+        own = [
+            p for p in qsm if low[p].startswith("chimap.nii") and (p.parent / "qsm.json").is_file()
+        ]
+        if len(own) == 1:
+            qsm = own
+    if len(qsm) > 1:
         raise M1LoadError(f"more than one QSM map: {', '.join(p.name for p in qsm)}")
-    label = subs[0] if subs else folder.name
-    return CaseFiles(folder, label, mag, phase, qsm[0] if qsm else None, mrsi)
+    label = subs[0] if subs else folder_label(folder)
+    out = CaseFiles(folder, label, mag, phase, qsm[0] if qsm else None, mrsi)
+    out.phase_difference = bool(phase) and phase == phasediff
+    return out
 
 
 _MET_ORDER = (
@@ -222,7 +294,10 @@ def find_case_files(folder: str | os.PathLike[str]) -> CaseFiles:
             f"{f.name}: no GRE magnitude found (expected *_part-mag_*.nii[.gz], *_MEGRE.nii[.gz] "
             f"or a case.json)"
         )
-    if files.phase and len(files.phase) != len(files.gre):
+    if len(files.phase) == 1 and not files.phase_difference:
+        side = read_sidecar(files.phase[0])
+        files.phase_difference = "EchoTime1" in side and "EchoTime2" in side
+    if files.phase and not files.phase_difference and len(files.phase) != len(files.gre):
         raise M1LoadError(
             f"{f.name}: {len(files.phase)} phase file(s) for {len(files.gre)} magnitude file(s)"
         )
@@ -345,70 +420,114 @@ def place_on_reference(vols: list[Volume]) -> list[DisplayPlacement]:
     """
     ref = vols[0]
     ref_place = reference_placement(ref.ras_affine, ref.spatial_shape)
-    places = [ref_place]
-    for v in vols[1:]:
-        if not _overlaps(v.spatial_shape, v.ras_affine, ref.spatial_shape, ref.ras_affine):
-            raise M1LoadError(f"{v.name}: does not overlap the GRE reference volume at all")
-        pl = placement_on_reference(v.ras_affine, ref.ras_affine, ref_place)
-        if pl.resample_to_reference:
-            order = 0 if v.kind == "mrsi" else 1
-            how = "nearest-neighbour" if order == 0 else "linear"
-            if v.data.ndim == 4:
-                v.data = np.stack(
-                    [
-                        resample_onto(
-                            e, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
-                        )
-                        for e in v.data
-                    ]
-                )
-            else:
-                v.data = resample_onto(
-                    v.data, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
-                )
-            v.extra["resampled"] = {"order": order, "from_ras_affine": v.ras_affine.tolist()}
-            v.ras_affine = ref.ras_affine.copy()
-            v.warnings.append(
-                f"{v.name}: grid is rotated relative to the GRE; resampled onto the GRE grid "
-                f"({how})"
+    return [ref_place] + [place_one(v, ref, ref_place) for v in vols[1:]]
+
+
+def place_one(v: Volume, ref: Volume, ref_place: DisplayPlacement) -> DisplayPlacement:
+    """Place one map in the reference's world (resampling it in place when rotated)."""
+    if not _overlaps(v.spatial_shape, v.ras_affine, ref.spatial_shape, ref.ras_affine):
+        raise M1LoadError(f"{v.name}: does not overlap the GRE reference volume at all")
+    pl = placement_on_reference(v.ras_affine, ref.ras_affine, ref_place)
+    if pl.resample_to_reference:
+        order = 0 if v.kind == "mrsi" else 1
+        how = "nearest-neighbour" if order == 0 else "linear"
+        if v.data.ndim == 4:
+            v.data = np.stack(
+                [
+                    resample_onto(e, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order)
+                    for e in v.data
+                ]
             )
-        places.append(pl)
-    return places
+        else:
+            v.data = resample_onto(
+                v.data, v.ras_affine, ref.ras_affine, ref.spatial_shape, order=order
+            )
+        v.extra["resampled"] = {"order": order, "from_ras_affine": v.ras_affine.tolist()}
+        v.ras_affine = ref.ras_affine.copy()
+        v.warnings.append(
+            f"{v.name}: grid is rotated relative to the GRE; resampled onto the GRE grid ({how})"
+        )
+    return pl
 
 
-def load_case(folder: str | os.PathLike[str], *, kinds: tuple[str, ...] | None = None) -> Case:
+def load_case(
+    folder: str | os.PathLike[str],
+    *,
+    kinds: tuple[str, ...] | None = None,
+    progress: Any = None,
+) -> Case:
     """Load every map of a case folder; all or nothing.
 
     Parameters
     ----------
     folder : path
-        A case folder (see :func:`find_case_files`).
+        A case folder (see :func:`find_case_files`), a DICOM folder or a bare NIfTI
+        folder (see :mod:`napari_m1.io._folder`).
     kinds : tuple of str, optional
         Restrict to these kinds (``gre`` is always loaded).
+    progress : callable (done, total), optional
+        File-count progress (DICOM folders).
 
     Raises
     ------
     M1LoadError
         Anything that makes the case unusable; nothing is returned half-loaded.
     """
-    files = find_case_files(folder)
-    want = set(kinds or ("gre", "phase", "qsm", "mrsi")) | {"gre"}
-    vols: list[Volume] = [
-        load_multi_echo(files.gre, kind="gre", echo_times_ms=files.echo_times_ms)
-    ]
-    if files.phase and "phase" in want:
-        vols.append(load_multi_echo(files.phase, kind="phase", echo_times_ms=files.echo_times_ms))
-    if files.qsm is not None and "qsm" in want:
-        vols.append(load_multi_echo([files.qsm], kind="qsm"))
-    if "mrsi" in want:
-        for met, p in files.mrsi.items():
-            vols.append(load_multi_echo([p], kind="mrsi", name=f"MRSI {met}"))
-            vols[-1].extra["metabolite"] = met
-    for v in vols[1:]:
-        if v.kind in ("qsm", "mrsi") and v.data.ndim != 3:
-            raise M1LoadError(f"{v.name}: must be a 3D map, got shape {v.data.shape}")
-    placements = place_on_reference(vols)
-    return Case(files, vols, placements)
+    f = Path(folder)
+    if f.is_dir() and not (f / CASE_JSON).is_file():
+        from ._bids import bids_parent, is_bids_root
+        from ._folder import is_openable_folder, load_folder
+
+        if (
+            is_bids_root(f)
+            or bids_parent(f) is not None
+            or (not is_case_folder(f) and is_openable_folder(f))
+        ):
+            return load_folder(f, kinds=kinds, progress=progress)
+    return load_case_files(find_case_files(folder), kinds=kinds)
+
+
+def load_case_files(files: CaseFiles, *, kinds: tuple[str, ...] | None = None) -> Case:
+    """Load the maps named by ``files`` (see :func:`load_case`).
+
+    Every header is checked and the total size compared with the memory available
+    before anything is allocated; each map then streams into its one buffer (see
+    :class:`~napari_m1.io.CaseLoad`, which also loads in stages for a first frame
+    before the whole case is read).
+    """
+    from ._caseload import CaseLoad
+
+    return CaseLoad(files, kinds=kinds).run()
+
+
+def _load_phase_difference(path: Path, gre: Volume) -> Volume:
+    """One phase-difference image (3D) for a two-echo magnitude; dTE from the sidecar
+    (``EchoTime1``/``EchoTime2``, seconds) or the magnitude's echo times."""
+    vol = load_multi_echo([path], kind="phase", name=PHASE_DIFFERENCE_NAME)
+    return finish_phase_difference(vol, path, gre)
+
+
+PHASE_DIFFERENCE_NAME = "GRE phase difference"
+
+
+def finish_phase_difference(vol: Volume, path: Path, gre: Volume) -> Volume:
+    """Echo times and facts of a loaded phase-difference volume (see above)."""
+    if vol.data.ndim != 3:
+        raise M1LoadError(f"{path.name}: a phase-difference image must be 3D")
+    side = read_sidecar(path)
+    te1, te2 = side.get("EchoTime1"), side.get("EchoTime2")
+    if isinstance(te1, (int, float)) and isinstance(te2, (int, float)):
+        tes = [float(t) * 1000.0 if t < 1.0 else float(t) for t in (te1, te2)]
+    elif gre.echo_times_ms is not None and len(gre.echo_times_ms) == 2:
+        tes = list(gre.echo_times_ms)
+    else:
+        tes = None
+    vol.warnings = [w for w in vol.warnings if "echo times unknown" not in w]
+    vol.extra["phase_kind"] = "difference"
+    if tes:
+        vol.echo_times_ms = [tes[1]]
+        vol.extra.update(echo_time1_ms=tes[0], echo_time2_ms=tes[1], delta_te_ms=tes[1] - tes[0])
+    return vol
 
 
 def _grid_word(p: DisplayPlacement, ref: DisplayPlacement) -> str:

@@ -25,7 +25,7 @@ QSM_COLORMAP: dict[str, Any] = {
 
 
 def robust_limits(
-    data: np.ndarray, lo: float = 0.5, hi: float = 99.5, max_samples: int = 2_000_000
+    data: np.ndarray, lo: float = 0.5, hi: float = 99.5, max_samples: int = 250_000
 ) -> tuple[float, float]:
     """Percentile contrast limits from a strided subsample of the finite values.
 
@@ -114,7 +114,10 @@ def volume_to_layer_data(
             visible=False,
         )
     else:
-        kwargs.update(colormap="gray", contrast_limits=robust_limits(vol.data))
+        # Limits from echo 1, the echo shown first (and the only one read at the first
+        # frame of a staged load: a LoadingArray's data[0] waits for echo 1 alone).
+        first = vol.data[0] if vol.data.ndim == 4 else vol.data
+        kwargs.update(colormap="gray", contrast_limits=robust_limits(first))
     if visible is not None:
         kwargs["visible"] = visible
     return vol.data, kwargs, "image"

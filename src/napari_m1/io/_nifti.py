@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import M1LoadError
+from ..errors import M1Error, M1LoadError
 from ..geometry import canonical_reorientation, check_affine, voxel_sizes
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "is_nifti_path",
     "load_multi_echo",
     "load_nifti",
+    "plan_volume",
     "read_sidecar",
     "rescale_phase",
 ]
@@ -43,7 +44,6 @@ Kind = Literal["gre", "phase", "qsm", "mrsi", "other"]
 KINDS: tuple[str, ...] = ("gre", "phase", "qsm", "mrsi", "other")
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
-_CHUNK = 8 << 20  # bytes per read call
 
 
 def is_nifti_path(path: str | os.PathLike[str]) -> bool:
@@ -90,21 +90,39 @@ def metabolite_name(path: str | os.PathLike[str]) -> str | None:
 def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The BIDS JSON sidecar next to a NIfTI file, or ``{}`` when there is none.
 
+    ``EchoTime`` / ``EchoTimes``, when present, are checked here: a positive finite
+    number or a non-empty list of them (seconds in BIDS; ``null`` counts as absent).
+
     Raises
     ------
     M1LoadError
-        When the sidecar exists but is not valid JSON.
+        One line naming the sidecar: not valid JSON (also nesting too deep, NaN),
+        not an object, or an echo time that is not a positive number.
     """
+    from .._files import read_user_json
+
     p = Path(path)
     side = p.with_name(_stem(p) + ".json")
     if not side.is_file():
         return {}
     try:
-        obj = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise M1LoadError(f"{side.name}: JSON sidecar is malformed ({exc})") from None
-    if not isinstance(obj, dict):
-        raise M1LoadError(f"{side.name}: JSON sidecar must hold an object")
+        obj = read_user_json(side)
+    except M1Error as exc:
+        raise M1LoadError(str(exc)) from None
+    for key in ("EchoTime", "EchoTimes"):
+        te = obj.get(key)
+        if te is None:
+            continue
+        vals = te if isinstance(te, list) else [te]
+        ok = bool(vals) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e6 for v in vals
+        )
+        if not ok:
+            shown_te = json.dumps(te)[:60]
+            raise M1LoadError(
+                f"{side.name}: {key} must be a positive number of seconds or a list of them, "
+                f"not {shown_te}"
+            )
     return obj
 
 
@@ -269,87 +287,12 @@ def _out_dtype(img: Any) -> np.dtype:
     return np.dtype(np.float32) if ondisk.itemsize <= 4 else np.dtype(np.float64)
 
 
-def _read_raw_into(img: Any, path: Path, out: np.ndarray) -> None:
-    """Read the image's voxel data into ``out`` (C-order, file shape reversed).
-
-    ``out`` may have any numeric dtype; scaling (scl_slope/scl_inter) is applied.
-    Raises M1LoadError for truncated or corrupt data.
-    """
-    from nibabel.openers import ImageOpener
-
-    name = path.name
-    ondisk = img.get_data_dtype()
-    slope, inter = _scaling(img)
-    direct = out.dtype == ondisk.newbyteorder("=") and slope == 1.0 and inter == 0.0
-    buf = out if direct else np.empty(out.shape, dtype=ondisk.newbyteorder("="))
-    raw = buf.reshape(-1).view(np.uint8)
-    want = raw.size
-    try:
-        with ImageOpener(str(path), "rb") as fobj:
-            fobj.seek(int(img.dataobj.offset))
-            got = 0
-            mv = memoryview(raw)
-            while got < want:
-                # Bounded chunks: gzip's readinto inflates into a temporary bytes
-                # object of the requested size before copying.
-                n = fobj.readinto(mv[got : got + _CHUNK])
-                if not n:
-                    break
-                got += n
-            # Reading to the end of a gzip stream verifies its CRC: corrupt data that
-            # still inflates is caught here. A valid file has nothing left to read.
-            while got == want and fobj.read(1 << 20):
-                pass
-    except (OSError, EOFError, zlib.error, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise M1LoadError(f"{name}: truncated or corrupt data ({reason})") from None
-    if got < want:
-        raise M1LoadError(f"{name}: truncated file: {got} of {want} data bytes present")
-    if ondisk.byteorder not in ("=", "|") and ondisk.newbyteorder("=") != ondisk:
-        buf.byteswap(inplace=True)
-    if not direct:
-        if slope != 1.0 or inter != 0.0:
-            np.multiply(buf, slope, out=out, casting="unsafe")
-            if inter:
-                out += inter
-        else:
-            np.copyto(out, buf, casting="unsafe")
-
-
 def _canonical(buf: np.ndarray, source_affine: NDArray[np.float64], file_spatial: Sequence[int]):
     perm, flips, ras_affine = canonical_reorientation(source_affine, file_spatial)
     lead = buf.ndim - 3
     view = buf.transpose(*range(lead), *(lead + p for p in perm))
     sl = (slice(None),) * lead + tuple(slice(None, None, -1) if f else slice(None) for f in flips)
     return view[sl], ras_affine
-
-
-def _finite_check(data: np.ndarray, name: str, warnings: list[str], *, nan_expected: bool) -> int:
-    """Warn about NaN/Inf; replace +-Inf by NaN so display and statistics stay sane.
-
-    Works slab by slab along the first axis so no full-size mask is allocated.
-    NaN is how QSM and MRSI maps mark voxels outside their mask (``nan_expected``):
-    those are counted, not warned about. Returns the NaN count.
-    """
-    if data.dtype.kind != "f":
-        return 0
-    n_nan = n_inf = 0
-    slabs = data.reshape(-1, *data.shape[-2:]) if data.ndim >= 3 else data[None]
-    for slab in slabs:
-        inf = np.isinf(slab)
-        k = int(np.count_nonzero(inf))
-        if k:
-            slab[inf] = np.nan
-            n_inf += k
-        n_nan += int(np.count_nonzero(np.isnan(slab)))
-    n_nan -= n_inf
-    if n_nan + n_inf == data.size:
-        warnings.append(f"{name}: every value is NaN or Inf; the layer will look empty")
-    elif n_nan and not nan_expected:
-        warnings.append(f"{name}: {n_nan} NaN value(s) (shown blank, ignored in statistics)")
-    if n_inf:
-        warnings.append(f"{name}: {n_inf} infinite value(s) replaced by NaN")
-    return n_nan + n_inf
 
 
 def _default_name(kind: str, path: Path) -> str:
@@ -362,168 +305,10 @@ def _default_name(kind: str, path: Path) -> str:
     }.get(kind, "image")
 
 
-def load_multi_echo(
-    paths: Sequence[str | os.PathLike[str]],
-    *,
-    kind: str = "gre",
-    echo_times_ms: Sequence[float] | None = None,
-    name: str | None = None,
-) -> Volume:
-    """Load one 4D multi-echo file or several 3D echo files into one Volume.
-
-    Parameters
-    ----------
-    paths : sequence of paths
-        Either one 3D/4D NIfTI or one 3D NIfTI per echo, in echo order. All echoes
-        must share shape and affine.
-    kind : {'gre', 'phase', ...}
-        Phase data are rescaled to radians (see :func:`rescale_phase`).
-    echo_times_ms : sequence of float, optional
-        Overrides the sidecars' ``EchoTime``.
-
-    Returns
-    -------
-    Volume
-        ``data`` has shape ``(n_echoes, n0, n1, n2)`` when there is more than one
-        echo, else ``(n0, n1, n2)``.
-    """
-    if kind not in KINDS:
-        raise M1LoadError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
-    ps = [Path(p) for p in paths]
-    if not ps:
-        raise M1LoadError("no files given")
-    imgs = [_load_header(p) for p in ps]
-    checked = [_spatial_checks(im, p.name) for im, p in zip(imgs, ps, strict=True)]
-    shapes = [c[0] for c in checked]
-    affs = [c[1] for c in checked]
-    if len(ps) > 1:
-        for p, s, a in zip(ps[1:], shapes[1:], affs[1:], strict=True):
-            if len(s) != 3:
-                raise M1LoadError(f"{p.name}: each echo file must be 3D, got shape {s}")
-            if s != shapes[0]:
-                raise M1LoadError(f"{p.name}: shape {s} differs from {ps[0].name} {shapes[0]}")
-            if not np.allclose(a, affs[0], atol=1e-4):
-                raise M1LoadError(f"{p.name}: geometry (affine) differs from {ps[0].name}")
-        if len(shapes[0]) != 3:
-            raise M1LoadError(f"{ps[0].name}: each echo file must be 3D, got shape {shapes[0]}")
-    first = ps[0]
-    file_shape = shapes[0]
-    n_echoes = len(ps) if len(ps) > 1 else (file_shape[3] if len(file_shape) == 4 else 1)
-    file_spatial = file_shape[:3]
-    out_dtype = np.result_type(*(_out_dtype(im) for im in imgs))
-    if kind == "phase" and out_dtype.kind != "f":
-        out_dtype = np.dtype(np.float32)
-    buf_shape = ((n_echoes,) if n_echoes > 1 else ()) + tuple(reversed(file_spatial))
-    buf = np.empty(buf_shape, dtype=out_dtype)
-    if len(ps) > 1:
-        for e, (im, p) in enumerate(zip(imgs, ps, strict=True)):
-            _read_raw_into(im, p, buf[e])
-    else:
-        _read_raw_into(imgs[0], first, buf.reshape(tuple(reversed(file_shape))))
-
-    warnings: list[str] = []
-    label = name or _default_name(kind, first)
-    extra: dict[str, Any] = {}
-    if kind == "phase":
-        extra["phase_scaling"] = rescale_phase(buf)
-        if extra["phase_scaling"]["method"] != "radians":
-            warnings.append(
-                f"{label}: phase rescaled to radians from "
-                f"[{extra['phase_scaling']['min']:.4g}, {extra['phase_scaling']['max']:.4g}]"
-            )
-    if kind == "mrsi":
-        extra["metabolite"] = metabolite_name(first)
-    extra["n_nan"] = _finite_check(buf, label, warnings, nan_expected=kind in ("qsm", "mrsi"))
-
-    data, ras_affine = _canonical(buf, affs[0], file_spatial)
-
-    if echo_times_ms is not None:
-        tes = [float(t) for t in echo_times_ms]
-        if len(tes) != n_echoes:
-            raise M1LoadError(f"{first.name}: {len(tes)} echo times given for {n_echoes} echoes")
-    else:
-        tes = None
-        if len(ps) > 1:
-            per = [read_sidecar(p) for p in ps]
-            got = [_echo_times_ms(s, 1, p.name) for s, p in zip(per, ps, strict=True)]
-            if all(g is not None for g in got):
-                tes = [g[0] for g in got]  # type: ignore[index]
-        else:
-            tes = _echo_times_ms(read_sidecar(first), n_echoes, first.name)
-        if tes is None and kind in ("gre", "phase"):
-            warnings.append(f"{label}: echo times unknown (no EchoTime in a JSON sidecar)")
-
-    import nibabel as nib
-
-    return Volume(
-        data=data,
-        ras_affine=ras_affine,
-        source_affine=affs[0],
-        source_axcodes=tuple(nib.aff2axcodes(affs[0])),
-        kind=kind,
-        name=label,
-        echo_times_ms=tes,
-        sources=[p.name for p in ps],
-        extra=extra,
-        warnings=warnings,
-    )
-
-
-def load_nifti(path: str | os.PathLike[str], *, kind: str | None = None) -> Volume:
-    """Load one NIfTI file (3D, or 4D multi-echo) in canonical display order.
-
-    Parameters
-    ----------
-    path : path
-        ``.nii`` or ``.nii.gz``.
-    kind : str, optional
-        Force the kind; by default guessed from the name (:func:`guess_kind`).
-        Only ``gre`` and ``phase`` may be 4D.
-    """
-    p = Path(path)
-    k = kind or guess_kind(p)
-    vol = load_multi_echo([p], kind=k)
-    if vol.data.ndim == 4 and k not in ("gre", "phase", "other"):
-        raise M1LoadError(f"{p.name}: {k} map must be 3D, got {vol.n_echoes} volumes")
-    return vol
-
-
-def rescale_phase(data: np.ndarray) -> dict[str, Any]:
-    """Rescale phase in place to radians in [-pi, pi] and say how.
-
-    Phase files come in radians, in scanner integers (e.g. -4096..4095 or 0..4095)
-    or in arbitrary units (e.g. +-0.0037). Wrapped phase fills its whole range, so
-    the value range is mapped linearly onto [-pi, pi] unless the data already span
-    about 2*pi within [-pi, pi] (radians, kept as they are).
-
-    Parameters
-    ----------
-    data : float ndarray
-        Modified in place (NaNs ignored).
-
-    Returns
-    -------
-    dict with ``method`` ('radians' or 'linear'), ``min``, ``max`` of the input,
-    and ``offset``/``factor`` such that ``radians = (value - offset) * factor``.
-    """
-    finite = data[np.isfinite(data)]
-    if finite.size == 0:
-        return {
-            "method": "radians",
-            "min": float("nan"),
-            "max": float("nan"),
-            "offset": 0.0,
-            "factor": 1.0,
-        }
-    lo, hi = float(finite.min()), float(finite.max())
-    span = hi - lo
-    if lo >= -np.pi - 1e-3 and hi <= np.pi + 1e-3 and span > 1.5 * np.pi:
-        return {"method": "radians", "min": lo, "max": hi, "offset": 0.0, "factor": 1.0}
-    if span <= 0:
-        raise M1LoadError("phase image is constant; cannot rescale to radians")
-    offset = (hi + lo) / 2.0
-    factor = np.pi / (span / 2.0)
-    data -= offset
-    data *= factor
-    np.clip(data, -np.pi, np.pi, out=data)
-    return {"method": "linear", "min": lo, "max": hi, "offset": offset, "factor": factor}
+# The reading half lives in _read.py; its names stay importable from here.
+from ._read import (  # noqa: E402
+    load_multi_echo,
+    load_nifti,
+    plan_volume,
+    rescale_phase,
+)

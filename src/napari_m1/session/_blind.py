@@ -13,7 +13,8 @@ REDACTED = "[case]"
 
 
 def identifying_tokens(case_folder: str | Path, extra: Iterable[str] = ()) -> list[str]:
-    """Strings that would identify a case: its path, folder names, file names and stems."""
+    """Strings that would identify a case: its path, folder names, file names and stems,
+    and the names, IDs, dates and site found in its DICOM headers and JSON sidecars."""
     p = Path(case_folder)
     toks: set[str] = {str(p), str(p.resolve())}
     toks.update(part for part in p.resolve().parts[-3:] if len(part) >= 3)
@@ -27,6 +28,10 @@ def identifying_tokens(case_folder: str | Path, extra: Iterable[str] = ()) -> li
             toks.update(m for m in re.findall(r"sub-[A-Za-z0-9]+", stem))
             toks.update(m[4:] for m in re.findall(r"sub-[A-Za-z0-9]{3,}", stem))
     toks.update(t for t in extra if t)
+    if p.is_dir():  # names, IDs, site in DICOM headers and JSON sidecars
+        from ..io._deid import identifying_values
+
+        toks.update(identifying_values(p))
     return sorted(
         (t for t in toks if len(t) >= 3 and t not in ("/", "anat")), key=len, reverse=True
     )

@@ -9,17 +9,50 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 __all__ = ["register"]
 
 
+def _study_files(study_dir: str) -> list[Path]:
+    """The files a study folder holds (no command output may be one of them)."""
+    from ._common import DB_NAME, STUDY_JSON
+
+    d = Path(study_dir)
+    return [d / n for n in (STUDY_JSON, DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")]
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (got {v})")
+    return v
+
+
 def _cmd_init(args: argparse.Namespace) -> int:
+    from .._files import check_outputs, shown
+    from ..errors import M1InputError
     from . import create_study
 
+    d = Path(args.study_dir)
+    if d.exists() and not d.is_dir():
+        raise M1InputError(f"{shown(d.name)}: exists and is not a folder")
+    cases = args.cases
+    if Path(cases).is_dir():  # a BIDS dataset: one case per subject/session
+        from ..io._bids import write_bids_cases_csv
+
+        cases = d.with_name(d.name + "-cases.csv")
+        for note in write_bids_cases_csv(args.cases, cases):
+            print(f"note: {note}", file=sys.stderr)
+        print(f"wrote the case key {cases} (keep it for unblinding)")
+    check_outputs(_study_files(args.study_dir), [cases])  # --force must not eat cases.csv
     st = create_study(
         args.study_dir,
-        args.cases,
+        cases,
         args.readers.split(","),
         seed=args.seed,
         repeat_fraction=args.repeat_fraction,
@@ -77,6 +110,10 @@ def _cmd_verify(st: Any, args: argparse.Namespace) -> int:
 
 @_with_study
 def _cmd_export(st: Any, args: argparse.Namespace) -> int:
+    from .._files import check_outputs
+
+    check_outputs([args.out, args.measurements], _study_files(args.study_dir))
+    check_outputs([args.measurements], [args.out])
     st.export_readings(args.out)
     msg = f"wrote {args.out}"
     if args.measurements:
@@ -90,6 +127,9 @@ def _cmd_export(st: Any, args: argparse.Namespace) -> int:
 
 @_with_study
 def _cmd_unblind(st: Any, args: argparse.Namespace) -> int:
+    from .._files import check_outputs
+
+    check_outputs([args.out], [args.key, args.clinical, *_study_files(args.study_dir)])
     st.unblind(args.key, args.out, clinical_csv=args.clinical)
     print(f"wrote {args.out} (unblinded; logged)")
     return 0
@@ -108,9 +148,14 @@ def register(subparsers: Any) -> None:
     ss = st.add_subparsers(dest="study_command", required=True)
     si = ss.add_parser("init", help="create a study from cases.csv (case_id,path)")
     si.add_argument("study_dir")
-    si.add_argument("--cases", required=True, help="CSV with at least case_id,path")
+    si.add_argument(
+        "--cases",
+        required=True,
+        help="CSV with at least case_id,path, or a BIDS dataset folder (one case per "
+        "subject/session; the key is written to STUDY_DIR-cases.csv)",
+    )
     si.add_argument("--readers", required=True, help="comma-separated reader ids, e.g. R1,R2")
-    si.add_argument("--seed", type=int, default=0, help="seed of the reading orders")
+    si.add_argument("--seed", type=_seed, default=0, help="seed of the reading orders")
     si.add_argument(
         "--repeat-fraction",
         type=float,

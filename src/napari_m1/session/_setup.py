@@ -43,7 +43,11 @@ def read_cases_csv(path: str | os.PathLike[str], *, check_paths: bool = True) ->
     p = Path(path)
     text = read_user_text(p)
     rd = csv.DictReader(io.StringIO(text))
-    cols = [c.strip() for c in (rd.fieldnames or [])]
+    try:
+        cols = [c.strip() for c in (rd.fieldnames or [])]
+        records = list(rd)
+    except csv.Error as exc:  # e.g. a 200 kB cell: "field larger than field limit"
+        raise M1Error(f"{p.name}, line {rd.line_num}: not a usable CSV row ({exc})") from None
     missing = [c for c in ("case_id", "path") if c not in cols]
     if missing:
         raise M1Error(
@@ -51,18 +55,22 @@ def read_cases_csv(path: str | os.PathLike[str], *, check_paths: bool = True) ->
             f"(found: {', '.join(cols) or 'none'})"
         )
     out, seen, paths = [], {}, {}
-    for lineno, rec in enumerate(rd, start=2):
-        rec = {(k or "").strip(): (v or "").strip() for k, v in rec.items() if k is not None}
+    for lineno, rec in enumerate(records, start=2):
+        rec = {(k or "").strip(): (v or "").strip() for k, v in rec.items() if isinstance(k, str)}
         cid, cpath = rec.get("case_id", ""), rec.get("path", "")
         if not cid:
             raise M1Error(f"{p.name}, line {lineno}: empty case_id")
+        if len(cid) > 200 or any(ord(ch) < 32 or ord(ch) == 127 for ch in cid):
+            raise M1Error(
+                f"{p.name}, line {lineno}: case_id must be one line of at most 200 characters"
+            )
         if cid in seen:
             raise M1Error(
                 f"{p.name}, line {lineno}: duplicate case_id {cid!r} (first on line {seen[cid]})"
             )
         seen[cid] = lineno
-        if not cpath:
-            raise M1Error(f"{p.name}, line {lineno}: empty path for case {cid!r}")
+        if not cpath or "\x00" in cpath:
+            raise M1Error(f"{p.name}, line {lineno}: empty or unusable path for case {cid!r}")
         folder = Path(cpath) if Path(cpath).is_absolute() else (p.parent / cpath)
         if check_paths and not folder.is_dir():
             raise M1Error(f"{p.name}, line {lineno}: case folder for {cid!r} not found")

@@ -1,12 +1,12 @@
 """Reader agreement: Cohen's κ, Fleiss' κ and intraclass correlations (ICC).
 
-Pure computation (numpy; scipy for the Fleiss' κ bootstrap and the F distribution).
+Pure computation (numpy; ``scipy.special`` for the normal and F distributions).
 Every statistic that cannot be computed is blank (NaN) with a note saying why.
 """
 
 from __future__ import annotations
 
-import warnings
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -67,19 +67,29 @@ class Stat:
 
 
 def cohen_kappa(
-    a: ArrayLike, b: ArrayLike, *, names: tuple[str, str] = ("first", "second")
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    names: tuple[str, str] = ("first", "second"),
+    alpha: float = ALPHA,
 ) -> Stat:
-    """Cohen's κ of two raters' binary calls with its asymptotic 95 % CI.
+    """Cohen's κ of two raters' binary calls with its asymptotic (1 − alpha) CI.
 
-    Computed by ``statsmodels.stats.inter_rater.cohens_kappa`` on the 2×2 table of
-    the pairs where both calls are present; the CI is κ ± z·ASE, clipped to [−1, 1].
+    Computed on the 2×2 table of the pairs where both calls are present, with the
+    large-sample standard error of Fleiss, Cohen & Everitt (1969) — the formulas of
+    ``statsmodels.stats.inter_rater.cohens_kappa`` (a test checks they agree to 1e-12),
+    written out in numpy because statsmodels builds two frozen scipy distributions per
+    call (a third of the report's time for 20 readers). The CI is κ ± z·ASE, clipped to
+    [−1, 1].
 
     Parameters
     ----------
-    a, b : array_like of 0/1 (NaN = missing)
+    a, b : array_like of 0/1 (NaN = missing), shape (n_cases,)
         The two raters' calls on the same cases, aligned.
     names : tuple of str
         The raters' names for notes.
+    alpha : float
+        1 − confidence level (two-sided).
 
     Returns
     -------
@@ -88,7 +98,6 @@ def cohen_kappa(
         single class (κ is then 0 by formula, or 0/0, and says nothing about agreement).
     """
     import numpy as np
-    from statsmodels.stats.inter_rater import cohens_kappa as sm_kappa
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     ok = np.isfinite(a) & np.isfinite(b)
@@ -97,22 +106,47 @@ def cohen_kappa(
     nan = float("nan")
     if n == 0:
         return Stat(nan, nan, nan, 0, "no cases read by both", NOTE_SMALL_N)
-    single = [name for name, x in zip(names, (a, b), strict=True) if np.unique(x).size < 2]
+    single = [name for name, x in zip(names, (a, b), strict=True) if x.min() == x.max()]
     if single:
         who = " and ".join(dict.fromkeys(single))
         return Stat(nan, nan, nan, n, f"κ undefined: {who} used a single class", NOTE_SINGLE_CLASS)
     table = np.bincount(2 * a + b, minlength=4).reshape(2, 2)
-    res = sm_kappa(table)  # kappa_low/kappa_upp: 95 % two-sided (alpha 0.025 per side)
+    kappa, se = _cohen_kappa_table(table)
+    z = _z(1 - alpha / 2)
     note = ""
     if table[0, 1] == 0 and table[1, 0] == 0:
         note = "perfect agreement: asymptotic SE is 0, so the CI is degenerate"
-    return Stat(
-        float(res.kappa),
-        float(max(res.kappa_low, -1.0)),
-        float(min(res.kappa_upp, 1.0)),
-        n,
-        note,
-    )
+    return Stat(kappa, max(kappa - z * se, -1.0), min(kappa + z * se, 1.0), n, note)
+
+
+def _cohen_kappa_table(table: np.ndarray) -> tuple[float, float]:
+    """κ and its asymptotic standard error from a k×k table (rows: rater a, cols: rater b).
+
+    Fleiss, Cohen & Everitt (1969); the same operations as statsmodels ``cohens_kappa``.
+    The SE is NaN when rounding makes the variance negative (perfect agreement).
+    """
+    import numpy as np
+
+    t = np.asarray(table, dtype=float)
+    nobs = t.sum()
+    probs = t / nobs
+    row, col = t.sum(1) / nobs, t.sum(0) / nobs
+    p_exp = float(np.diag(col * row[:, None]).sum())
+    kappa = (np.diag(t).sum() / nobs - p_exp) / (1 - p_exp)
+    term_a = (np.diag(probs) * (1 - (row + col) * (1 - kappa)) ** 2).sum()
+    term_b = probs * (col[:, None] + row) ** 2
+    np.fill_diagonal(term_b, 0)
+    term_c = (kappa - p_exp * (1 - kappa)) ** 2
+    var = (term_a + (1 - kappa) ** 2 * term_b.sum() - term_c) / (1 - p_exp) ** 2 / nobs
+    se = math.sqrt(var) if var >= 0 else float("nan")
+    return float(kappa), se
+
+
+def _z(q: float) -> float:
+    """The standard normal quantile (stdlib: no scipy import for one number)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(q)
 
 
 def fleiss_kappa_ci(
@@ -127,17 +161,17 @@ def fleiss_kappa_ci(
     alpha : float
         1 − confidence level.
     n_resamples : int
-        Bootstrap resamples (``scipy.stats.bootstrap``, method BCa, fixed seed).
+        Bootstrap resamples (BCa as ``scipy.stats.bootstrap``, fixed ``seed``).
 
     Returns
     -------
     Stat
-        κ from ``statsmodels.stats.inter_rater.fleiss_kappa``; undefined when every
-        rating is the same category.
+        κ by Fleiss (1971) (statsmodels ``fleiss_kappa``'s formula, see
+        :func:`fleiss_kappa_resampled`); undefined when every rating is the same category.
     """
     import numpy as np
-    from scipy.stats import bootstrap
-    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
+    from ._kernels import bca_interval
 
     x = np.asarray(ratings, dtype=int)
     n = int(x.shape[0])
@@ -150,25 +184,20 @@ def fleiss_kappa_ci(
         return Stat(
             nan, nan, nan, n, "κ undefined: every rating is the same class", NOTE_SINGLE_CLASS
         )
-    table, _ = aggregate_raters(x)
-    value = float(fleiss_kappa(table, method="fleiss"))
-
-    def stat(idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        return fleiss_kappa_resampled(table, idx)
+    # Raters per category and case (statsmodels' aggregate_raters).
+    cats, codes = np.unique(x, return_inverse=True)
+    table = np.zeros((n, cats.size))
+    np.add.at(table, (np.repeat(np.arange(n), x.shape[1]), codes.ravel()), 1)
+    value = float(fleiss_kappa_resampled(table, np.arange(n)))
 
     note = f"{x.shape[1]} readers; bootstrap BCa CI ({n_resamples} resamples of cases)"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = bootstrap(
-            (np.arange(n),),
-            stat,
-            n_resamples=n_resamples,
-            confidence_level=1 - alpha,
-            method="BCa",
-            vectorized=True,
-            rng=np.random.default_rng(seed),
-        )
-    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    lo, hi = bca_interval(
+        lambda idx: fleiss_kappa_resampled(table, idx),
+        n,
+        n_resamples=n_resamples,
+        alpha=alpha,
+        rng=np.random.default_rng(seed),
+    )
     if not (np.isfinite(lo) and np.isfinite(hi)):
         lo = hi = nan
         note += "; CI not computable (degenerate resamples)"
@@ -267,7 +296,7 @@ def icc(ratings: ArrayLike, *, alpha: float = ALPHA) -> IccResult:
         All NaN, with a note, when n < 2, k < 2 or the table has no residual variance.
     """
     import numpy as np
-    from scipy.stats import f
+    from scipy.special import fdtrc, fdtri
 
     y = np.asarray(ratings, dtype=float)
     n, k = (int(s) for s in y.shape)
@@ -306,18 +335,18 @@ def icc(ratings: ArrayLike, *, alpha: float = ALPHA) -> IccResult:
     icc3 = (msr - mse) / (msr + (k - 1) * mse)
     icc2 = (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n)
     fval = msr / mse
-    p = float(f.sf(fval, df_r, df_e))
+    p = float(fdtrc(df_r, df_e, fval))  # F survival function
     q = 1 - alpha / 2
     # ICC(3,1): exact F limits.
-    f_lo = fval / f.ppf(q, df_r, df_e)
-    f_hi = fval * f.ppf(q, df_e, df_r)
+    f_lo = fval / fdtri(df_r, df_e, q)  # fdtri = F quantile (scipy's f.ppf)
+    f_hi = fval * fdtri(df_e, df_r, q)
     ci3 = ((f_lo - 1) / (f_lo + k - 1), (f_hi - 1) / (f_hi + k - 1))
     # ICC(2,1): McGraw & Wong (1996) case 2A, Satterthwaite degrees of freedom.
     a = k * icc2 / (n * (1 - icc2))
     b = 1 + k * icc2 * (n - 1) / (n * (1 - icc2))
     v = (a * msc + b * mse) ** 2 / ((a * msc) ** 2 / df_c + (b * mse) ** 2 / df_e)
-    fs_lo = f.ppf(q, df_r, v)
-    fs_hi = f.ppf(q, v, df_r)
+    fs_lo = fdtri(df_r, v, q)
+    fs_hi = fdtri(v, df_r, q)
     lo2 = n * (msr - fs_lo * mse) / (fs_lo * (k * msc + (k * n - k - n) * mse) + n * msr)
     hi2 = n * (fs_hi * msr - mse) / (k * msc + (k * n - k - n) * mse + n * fs_hi * msr)
     return IccResult(
@@ -354,7 +383,7 @@ def agreement_table(
     rows: list[dict[str, Any]] = []
     fr = first_reads(readings)
     readers = reader_order(fr["reader"].unique())
-    cohen_method = "Cohen's κ (statsmodels cohens_kappa); 95% CI κ ± 1.96·ASE"
+    cohen_method = "Cohen's κ; 95% CI κ ± 1.96·ASE (asymptotic SE)"
 
     def add(measure: str, ra: str, rb: str, statistic: str, s: Stat, method: str) -> None:
         rows.append(
@@ -373,14 +402,24 @@ def agreement_table(
         )
         notes.add(s.code, f"{statistic} {measure} {ra}{'–' + rb if rb else ''}")
 
+    # Hidden repeats (one per reader x case) and the row of their first read.
+    rep = readings.loc[(readings["status"] == "submitted") & (readings["is_repeat"] == 1)]
+    rep = rep.drop_duplicates(["reader", "case_id"])
+    firsts = fr.drop_duplicates(["reader", "case_id"])
+    rep_pos = pd.MultiIndex.from_frame(firsts[["reader", "case_id"]]).get_indexer(
+        pd.MultiIndex.from_frame(rep[["reader", "case_id"]])
+    )
+    rep_rows = {r: np.asarray(i) for r, i in rep.groupby("reader", sort=False).indices.items()}
     for measure in CALLS:
         wide = fr.pivot_table(index="case_id", columns="reader", values=measure, aggfunc="first")
         wide = wide.reindex(columns=readers)
         if wide.notna().to_numpy().sum() == 0:
             continue  # the column is absent or empty: nothing to report
+        calls = wide.to_numpy()  # (n_cases, n_readers), NaN = not read
         for i, ra in enumerate(readers):
-            for rb in readers[i + 1 :]:
-                s = cohen_kappa(wide[ra].to_numpy(), wide[rb].to_numpy(), names=(ra, rb))
+            for j in range(i + 1, len(readers)):
+                rb = readers[j]
+                s = cohen_kappa(calls[:, i], calls[:, j], names=(ra, rb))
                 add(measure, ra, rb, "cohen_kappa", s, cohen_method)
         if len(readers) > 2:
             complete = wide.dropna()
@@ -399,19 +438,18 @@ def agreement_table(
                     ),
                     s.code,
                 )
-            add(measure, "all", "", "fleiss_kappa", s, "Fleiss' κ (statsmodels fleiss_kappa)")
+            add(measure, "all", "", "fleiss_kappa", s, "Fleiss' κ (Fleiss 1971)")
         # Intra-reader: first read vs hidden repeat of the same case.
-        rep = readings.loc[(readings["status"] == "submitted") & (readings["is_repeat"] == 1)]
+        first_vals = np.full(len(rep), np.nan)
+        found = rep_pos >= 0
+        first_vals[found] = firsts[measure].to_numpy(dtype=float)[rep_pos[found]]
+        rep_vals = rep[measure].to_numpy(dtype=float)
         for r in readers:
-            rr = rep.loc[rep["reader"] == r].drop_duplicates("case_id")
-            if rr.empty:
+            idx = rep_rows.get(r)
+            if idx is None:
                 continue
-            f1 = fr.loc[fr["reader"] == r].set_index("case_id")[measure]
-            pair = pd.DataFrame(
-                {"first": f1.reindex(rr["case_id"]).to_numpy(), "repeat": rr[measure].to_numpy()}
-            )
             s = cohen_kappa(
-                pair["first"], pair["repeat"], names=(f"{r} (first read)", f"{r} (repeat)")
+                first_vals[idx], rep_vals[idx], names=(f"{r} (first read)", f"{r} (repeat)")
             )
             add(
                 measure,

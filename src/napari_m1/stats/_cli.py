@@ -83,6 +83,6 @@ def run_report(args: argparse.Namespace) -> int:
     )
     for issue in result.issues:
         label = "warning" if issue.severity == "issue" else "note"
-        print(f"{label}: {issue}", file=sys.stderr)
+        print(f"{label}: {issue.one_line()}", file=sys.stderr)
     print(f"napari-m1 report: {result.summary()}")
     return 0

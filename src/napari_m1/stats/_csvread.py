@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import M1Error
+from ..formats import restore_cell
 from ._data import DataIssue, make_issue
 
 if TYPE_CHECKING:
@@ -75,8 +76,9 @@ def _read_csv(
     measurements file), at the price that pandas then does not notice a row with
     more cells than the header.
 
-    Text cells are stripped of surrounding spaces and then passed through
-    ``transform[column]`` if given (e.g. ``str.lower``).
+    Text cells are stripped of surrounding spaces, lose the apostrophe that
+    :func:`napari_m1.formats.neutralise_cell` put before a formula, and are then passed
+    through ``transform[column]`` if given (e.g. ``str.lower``).
 
     Numeric columns are returned as parsed by pandas (possibly str when a cell is not
     a number): see :func:`_to_numeric`.
@@ -123,10 +125,11 @@ def _read_csv(
         df = df.loc[:, [c for c in dict.fromkeys(df.columns) if c in wanted]]
     transform = transform or {}
     for c in text_present:
-        fn = transform.get(c)
+        fn = transform.get(c) or (lambda v: v)
         df[c] = map_text(
             df[c],
-            str.strip if fn is None else (lambda v, fn=fn: fn(v.strip())),
+            # A leading ' that napari-m1 added against formula injection comes off.
+            lambda v, fn=fn: fn(restore_cell(v.strip()).strip()),
             categorical=categorical,
         )
     df["row"] = df.index.to_numpy() + 2
@@ -192,7 +195,8 @@ def _check_schema(df: pd.DataFrame, expected: str, path: Path) -> None:
         return
     found = sorted(set(df["schema"].unique()) - {"", expected})
     if found:
-        raise M1Error(f"{path.name}: schema {found[0]!r} is not supported (expected {expected!r})")
+        shown = str(found[0])[:60]  # a 200 kB cell must not become a 200 kB message
+        raise M1Error(f"{path.name}: schema {shown!r} is not supported (expected {expected!r})")
 
 
 def _binary(df: pd.DataFrame, col: str, source: str, issues: list[DataIssue]) -> pd.Series:

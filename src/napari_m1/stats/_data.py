@@ -110,6 +110,25 @@ class DataIssue:
     def __str__(self) -> str:
         return f"{self.source}: {self.message}"
 
+    def listed(self, limit: int = 10) -> str:
+        """The affected items on one line: ``"K001, K002, … (+3 more)"``; "" when none.
+
+        Control characters in user text (case ids, reader ids) are shown escaped, so a
+        line stays one line on a terminal.
+        """
+        shown = ", ".join(_printable(i) for i in self.items[:limit])
+        more = max(self.count, len(self.items)) - min(limit, len(self.items))
+        return shown + (f", … (+{more} more)" if more > 0 and shown else "")
+
+    def one_line(self, limit: int = 10) -> str:
+        """``source: message [affected: items]`` for the command line."""
+        items = self.listed(limit)
+        return f"{self}" + (f" [affected: {items}]" if items else "")
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() else repr(text)[1:-1]
+
 
 def make_issue(
     source: str,

@@ -8,6 +8,7 @@ global pyplot state (or into napari's Qt event loop).
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +18,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ._compute import StudyResults
+    from ._data import DataIssue
 
 __all__ = ["FIGURE_NAMES", "MAX_POINTS", "ReportFigure", "render_figures"]
+
+log = logging.getLogger(__name__)
 
 FIGURE_NAMES = ("group_boxplots", "clinical_scatter", "confusion_matrices", "bland_altman")
 
@@ -265,6 +269,7 @@ def confusion_matrices(res: StudyResults) -> ReportFigure | None:
             va="center",
             fontsize=9,
             weight="bold",
+            parse_math=False,  # reader ids are user text: "R$x$" stays literal
         )
         for r, label in enumerate(("ALS", "Ctrl")):
             ax.text(c0 - 0.6, r0 + r, label, ha="right", va="center", fontsize=7)
@@ -286,8 +291,6 @@ def bland_altman(
     res: StudyResults, *, max_points: int = MAX_POINTS, seed: int = 0
 ) -> ReportFigure | None:
     """Bland–Altman plot of the first two readers' per-subject thickness."""
-    from statsmodels.graphics.agreement import mean_diff_plot
-
     from ._data import reader_order
 
     if res.per_subject is None:
@@ -306,36 +309,54 @@ def bland_altman(
     diff = pair[ra] - pair[rb]
     bias, sd = float(diff.mean()), float(diff.std(ddof=1))
     shown, sub = _subsample(pair, max_points, seed)
-    fig = _new_figure(6.5, 4.5, layout=None)  # mean_diff_plot applies tight_layout itself
+    lo, hi = bias - 1.96 * sd, bias + 1.96 * sd
+    fig = _new_figure(6.5, 4.5, layout=None)
     ax = fig.subplots()
-    mean_diff_plot(
-        shown[ra].to_numpy(),
-        shown[rb].to_numpy(),
-        ax=ax,
-        scatter_kwds={"s": 14, "alpha": 0.6, "color": "#555", "linewidths": 0},
-    )
-    # statsmodels annotates with the plotted points; with a subsample, state the full-data
-    # values in the caption and keep its labels small.
-    for t in ax.texts:
-        t.set_fontsize(8)
-    ax.set_xlabel(f"Mean of {ra} and {rb} thickness (mm)", fontsize=10)
-    ax.set_ylabel(f"{ra} − {rb} (mm)", fontsize=10)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.96)
+    means = (shown[ra].to_numpy() + shown[rb].to_numpy()) / 2
+    ax.scatter(means, shown[ra] - shown[rb], s=14, alpha=0.6, color="#555", linewidths=0, zorder=3)
+    # Lines and labels from every subject (not only the plotted ones).
+    ax.axhline(bias, color="gray", lw=1, ls="--")
+    for y in (lo, hi):
+        ax.axhline(y, color="gray", lw=1, ls=":")
+    half = 1.5 * 1.96 * sd if sd > 0 else 1.0
+    ax.set_ylim(bias - half, bias + half)
+    for y, label in (
+        (hi, f"+1.96 SD: {hi:.3g}"),
+        (bias, f"bias: {bias:.3g}"),
+        (lo, f"−1.96 SD: {lo:.3g}"),
+    ):
+        ax.annotate(
+            label,
+            (1, y),
+            xycoords=("axes fraction", "data"),
+            xytext=(-4, 3),
+            textcoords="offset points",
+            ha="right",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_xlabel(f"Mean of {ra} and {rb} thickness (mm)", fontsize=10, parse_math=False)
+    ax.set_ylabel(f"{ra} − {rb} (mm)", fontsize=10, parse_math=False)
     ax.tick_params(labelsize=9)
-    fig.tight_layout()
     caption = (
         f"Per-subject deep-layer thickness, readers {ra} and {rb} (the first two reader ids), "
         f"n = {len(pair)} subjects: bias {bias:.3f} mm, 95% limits of agreement "
-        f"{bias - 1.96 * sd:.3f} to {bias + 1.96 * sd:.3f} mm"
+        f"{lo:.3f} to {hi:.3f} mm (dashed and dotted lines)"
     )
     if sub:
-        caption += f" (plotted: a random {max_points} of {len(pair)}; lines from plotted points)"
+        caption += f" (plotted: a random {max_points} of {len(pair)})"
     return ReportFigure(
         "bland_altman", f"Bland–Altman: thickness, {ra} vs {rb}", caption + ".", _png(fig)
     )
 
 
 def render_figures(
-    res: StudyResults, *, max_points: int = MAX_POINTS, seed: int = 0
+    res: StudyResults,
+    *,
+    max_points: int = MAX_POINTS,
+    seed: int = 0,
+    issues: list[DataIssue] | None = None,
 ) -> list[ReportFigure]:
     """Every figure that the data allow, in report order.
 
@@ -345,16 +366,39 @@ def render_figures(
         From :func:`napari_m1.stats.compute_study`.
     max_points : int
         Most points drawn per scatter (random subset with ``seed``; statistics use all).
+    issues : list of DataIssue, optional
+        When given, a figure that cannot be drawn is left out and reported here (one
+        line; the traceback goes to the debug log) instead of failing the report: the
+        figures illustrate numbers that the tables already hold.
 
     Returns
     -------
     list of ReportFigure
         Figures needing measurements are left out when there are none.
     """
-    out = [
-        group_boxplots(res, max_points=max_points, seed=seed),
-        clinical_scatter(res, max_points=max_points, seed=seed),
-        confusion_matrices(res),
-        bland_altman(res, max_points=max_points, seed=seed),
-    ]
+    from ._data import make_issue
+
+    out = []
+    for name, draw in (
+        ("group_boxplots", lambda: group_boxplots(res, max_points=max_points, seed=seed)),
+        ("clinical_scatter", lambda: clinical_scatter(res, max_points=max_points, seed=seed)),
+        ("confusion_matrices", lambda: confusion_matrices(res)),
+        ("bland_altman", lambda: bland_altman(res, max_points=max_points, seed=seed)),
+    ):
+        try:
+            out.append(draw())
+        except Exception as exc:  # reported as a data issue, see the docstring
+            if issues is None:
+                raise
+            log.debug("figure %s failed", name, exc_info=True)
+            why = (str(exc).strip().splitlines() or [""])[0] or "no message"
+            issues.append(
+                make_issue(
+                    "figures",
+                    "figure-failed",
+                    f"figure {name} not drawn ({type(exc).__name__}: {why}); "
+                    "the tables are complete",
+                    [name],
+                )
+            )
     return [f for f in out if f is not None]

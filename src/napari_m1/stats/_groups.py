@@ -7,6 +7,7 @@ test reports the ``n`` it used, and a statistic that cannot be computed is blank
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from ._data import (
@@ -103,17 +104,24 @@ MIN_N_SPEARMAN = 3
 
 
 def wilson_interval(count: int, nobs: int, alpha: float = ALPHA) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (statsmodels ``proportion_confint``).
+    """Wilson score interval of a binomial proportion, two-sided (1 − alpha).
 
-    Returns ``(nan, nan)`` when ``nobs`` is 0.
+    The formula of statsmodels ``proportion_confint(method="wilson")`` (a test checks
+    they agree), without importing statsmodels and scipy.stats for it. Exact at the
+    ends: 0 at ``count == 0`` and 1 at ``count == nobs``. ``(nan, nan)`` when ``nobs``
+    is 0.
     """
-    from statsmodels.stats.proportion import proportion_confint
+    from statistics import NormalDist
 
     if nobs <= 0:
         return float("nan"), float("nan")
-    lo, hi = proportion_confint(count, nobs, alpha=alpha, method="wilson")
-    # Exact at the ends (Wilson gives 0 at k = 0 and 1 at k = n; floats may miss by 1 ulp).
-    return (0.0 if count == 0 else float(lo)), (1.0 if count == nobs else float(hi))
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    p = count / nobs
+    denom = 1 + z * z / nobs
+    centre = (p + z * z / (2 * nobs)) / denom
+    half = z * math.sqrt(p * (1 - p) / nobs + z * z / (4 * nobs**2)) / denom
+    # Floats may miss the ends by 1 ulp.
+    return (0.0 if count == 0 else centre - half), (1.0 if count == nobs else centre + half)
 
 
 def _fraction(count: int, nobs: int) -> float:
@@ -189,10 +197,12 @@ def _describe(x: np.ndarray) -> dict[str, float]:
 
 
 def mann_whitney(a: ArrayLike, b: ArrayLike) -> dict[str, Any]:
-    """Two-sided Mann–Whitney U test of two independent samples (``scipy.stats.mannwhitneyu``).
+    """Two-sided Mann–Whitney U test of two independent samples.
 
-    The exact distribution is used when both samples have ≤ 8 values and there are no
-    ties; otherwise the normal approximation with tie and continuity corrections.
+    The exact distribution (``scipy.stats.mannwhitneyu``) is used when both samples
+    have ≤ 8 values and there are no ties; otherwise the normal approximation with tie
+    and continuity corrections, written out with scipy's formulas (tests check that
+    both agree with ``scipy.stats.mannwhitneyu``).
 
     Parameters
     ----------
@@ -207,7 +217,8 @@ def mann_whitney(a: ArrayLike, b: ArrayLike) -> dict[str, Any]:
         tested), ``note`` and ``code``.
     """
     import numpy as np
-    from scipy.stats import mannwhitneyu
+
+    from ._kernels import average_ranks, mwu_asymptotic_p
 
     x = np.asarray(a, dtype=float)
     y = np.asarray(b, dtype=float)
@@ -222,21 +233,33 @@ def mann_whitney(a: ArrayLike, b: ArrayLike) -> dict[str, Any]:
         out["code"] = NOTE_SMALL_N
         return out
     both = np.concatenate([x, y])
-    if np.unique(both).size == 1:
+    ranks, tie_sizes = average_ranks(both)
+    if tie_sizes.size == 1:
         out["note"] = "not tested: every value is the same"
         out["code"] = NOTE_CONSTANT
         return out
-    ties = np.unique(both).size < both.size
+    ties = tie_sizes.size < both.size
     method = "exact" if max(x.size, y.size) <= MWU_EXACT_MAX_N and not ties else "asymptotic"
-    res = mannwhitneyu(x, y, alternative="two-sided", method=method)
-    out.update(u_statistic=float(res.statistic), p_value=float(res.pvalue), method=method)
+    n1, n2 = x.size, y.size
+    u1 = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
+    if method == "exact":  # small samples only: scipy's exact null distribution
+        from scipy.stats import mannwhitneyu
+
+        p = float(mannwhitneyu(x, y, alternative="two-sided", method="exact").pvalue)
+    else:
+        p = mwu_asymptotic_p(u1, n1, n2, tie_sizes)
+    out.update(u_statistic=u1, p_value=p, method=method)
     if method == "asymptotic" and max(x.size, y.size) <= MWU_EXACT_MAX_N:
         out["note"] = "ties: normal approximation with tie correction"
     return out
 
 
 def spearman(x: ArrayLike, y: ArrayLike) -> dict[str, Any]:
-    """Spearman's ρ of the pairs where both values are present (``scipy.stats.spearmanr``).
+    """Spearman's ρ of the pairs where both values are present.
+
+    ρ is Pearson's r of the average ranks; the two-sided p uses the t distribution
+    with n − 2 degrees of freedom — ``scipy.stats.spearmanr``'s formulas (tests check
+    they agree), without importing ``scipy.stats``.
 
     Returns
     -------
@@ -245,7 +268,9 @@ def spearman(x: ArrayLike, y: ArrayLike) -> dict[str, Any]:
         ρ is blank when n < 3 or either variable is constant.
     """
     import numpy as np
-    from scipy.stats import spearmanr
+    from scipy.special import stdtr
+
+    from ._kernels import average_ranks
 
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(a) & np.isfinite(b)
@@ -259,8 +284,12 @@ def spearman(x: ArrayLike, y: ArrayLike) -> dict[str, Any]:
     if const:
         out.update(note=f"ρ undefined: {' and '.join(const)} values constant", code=NOTE_CONSTANT)
         return out
-    res = spearmanr(a, b)
-    out.update(rho=float(res.statistic), p_value=float(res.pvalue))
+    rho = float(np.corrcoef(average_ranks(a)[0], average_ranks(b)[0])[0, 1])
+    dof = n - 2
+    denom = (rho + 1.0) * (1.0 - rho)  # 0 at |ρ| = 1: t infinite, p = 0
+    t = math.copysign(math.inf, rho) if denom <= 0 else rho * math.sqrt(dof / denom)
+    p = float(min(2 * stdtr(dof, -abs(t)), 1.0))
+    out.update(rho=rho, p_value=p)
     return out
 
 

@@ -346,12 +346,13 @@ _METHODS_HTML = """
 <ul>
 <li><b>DPR</b> = (48 − ALSFRS-R) / disease duration (months), patients only; blank when
 either is missing or the duration is ≤ 0.</li>
-<li><b>Diagnostic accuracy</b>: 95 % CIs are Wilson score intervals (statsmodels
-<code>proportion_confint(method="wilson")</code>); they stay inside 0–1 and behave at 0 % and
-100 %.</li>
-<li><b>Cohen's κ</b>: statsmodels <code>cohens_kappa</code>; CI κ ± 1.96 × asymptotic SE,
-clipped to [−1, 1]. Undefined (blank) when a reader used a single class.
-<b>Fleiss' κ</b>: statsmodels <code>fleiss_kappa</code>; CI by BCa bootstrap over cases
+<li><b>Diagnostic accuracy</b>: 95 % CIs are Wilson score intervals (the formula of
+statsmodels <code>proportion_confint(method="wilson")</code>); they stay inside 0–1 and behave
+at 0 % and 100 %.</li>
+<li><b>Cohen's κ</b>: CI κ ± 1.96 × asymptotic SE (Fleiss, Cohen &amp; Everitt 1969; the
+formulas of statsmodels <code>cohens_kappa</code>), clipped to [−1, 1]. Undefined (blank)
+when a reader used a single class.
+<b>Fleiss' κ</b>: Fleiss (1971); CI by BCa bootstrap over cases
 (scipy <code>bootstrap</code>, 2000 resamples, fixed seed).</li>
 <li><b>ICC</b>: Shrout &amp; Fleiss ICC(2,1) and ICC(3,1) from the two-way ANOVA mean
 squares; CIs after McGraw &amp; Wong (1996); subjects measured by every reader.</li>
@@ -359,10 +360,11 @@ squares; CIs after McGraw &amp; Wong (1996); subjects measured by every reader.<
 Penfield areas (face, hand, leg, foot) and hemispheres; normalised SI = mean of the GRE ROI
 <code>normalised_si</code> over the same slots at the chosen echo (reference slots
 excluded). <i>Pooled</i> = mean over readers.</li>
-<li><b>Mann–Whitney U</b>: scipy <code>mannwhitneyu</code>, two-sided; exact when both groups
-have ≤ 8 values and there are no ties, else asymptotic (normal approximation with tie and
-continuity corrections). The method used is in each row.</li>
-<li><b>Spearman's ρ</b>: scipy <code>spearmanr</code>, two-sided p (t approximation).</li>
+<li><b>Mann–Whitney U</b>: two-sided; exact (scipy <code>mannwhitneyu</code>) when both
+groups have ≤ 8 values and there are no ties, else asymptotic (normal approximation with tie
+and continuity corrections, scipy's formula). The method used is in each row.</li>
+<li><b>Spearman's ρ</b>: Pearson r of the average ranks, two-sided p from the t
+approximation (scipy <code>spearmanr</code>'s formulas).</li>
 <li><b>Missing data</b> are never imputed: each test uses the subjects with the values it
 needs and reports its n; anything excluded is listed under "Data issues".</li>
 </ul>

@@ -80,12 +80,28 @@ class ReportResult:
 
 # --------------------------------------------------------------------------- CSV
 def table_to_csv(df: pd.DataFrame) -> str:
-    """A table as napari-m1 CSV text: UTF-8, ``\\n``, empty cells for missing, 6 sig. digits."""
+    """A table as napari-m1 CSV text: UTF-8, ``\\n``, empty cells for missing, 6 sig. digits.
+
+    Text cells that a spreadsheet would run as a formula get a leading ``'``
+    (:func:`napari_m1.formats.neutralise_cell`); numbers stay numbers.
+    """
     import numpy as np
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    from ..formats import neutralise_cell
 
     out = df.copy()
     for c in out.columns:
-        if out[c].dtype.kind == "f":
+        if not (is_numeric_dtype(out[c]) or is_bool_dtype(out[c])):
+            text = out[c].astype(object)
+            changed = {
+                v: safe
+                for v in text.unique()
+                if isinstance(v, str) and (safe := neutralise_cell(v)) != v
+            }
+            if changed:
+                out[c] = text.replace(changed)
+        elif out[c].dtype.kind == "f":
             vals = out[c].to_numpy()
             whole = np.isfinite(vals)
             out[c] = out[c].where(np.isfinite(vals))  # inf never reaches the file
@@ -162,7 +178,7 @@ def build_report(
         raise M1Error("--echo chooses the GRE echo of the measurements: give --measurements too")
     data = load_study(readings, clinical, measurements, echo=echo)
     res = compute_study(data)
-    figures = render_figures(res, max_points=max_points or MAX_POINTS)
+    figures = render_figures(res, max_points=max_points or MAX_POINTS, issues=res.issues)
     issues = res.issues
     tables: dict[str, pd.DataFrame] = {
         "diagnostic_accuracy": res.diagnostic_accuracy,

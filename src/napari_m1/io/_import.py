@@ -1,0 +1,254 @@
+"""``napari-m1 import``: DICOM, BIDS or bare NIfTI folder -> a case folder. No Qt.
+
+The case folder is BIDS-like (``sub-<ID>_part-mag_MEGRE.nii[.gz]`` 4D + JSON
+sidecar, ``part-phase`` or ``phasediff``) with a ``case.json`` that every other
+command reads. NIfTI files are written in the canonical display grid (RAS-ordered
+axes; :func:`~napari_m1.io.load_case` reads them back as views, no copy), sform
+and qform both set to the scanner RAS affine. The folder is written under a
+temporary name and renamed into place: it appears complete or not at all.
+
+No sidecar ever carries the patient's name, ID or birth date. ``anonymise``
+additionally drops site fields and free-text protocol names and reports every
+identifying DICOM attribute that was present in the source and not carried over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import M1LoadError
+from ._case import CASE_JSON, Case
+from ._nifti import Volume
+
+__all__ = ["ImportResult", "import_case", "write_case_folder"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImportResult:
+    """What :func:`import_case` wrote.
+
+    Attributes
+    ----------
+    out : Path
+        The case folder.
+    files : list of str
+        File names written (NIfTI, sidecars, case.json).
+    removed_tags : list of str
+        ``Keyword (gggg,eeee)`` of identifying attributes found in the source and not
+        written (``anonymise=True`` only).
+    notes : list of str
+        One-line notes (series chosen, objects skipped).
+    """
+
+    out: Path
+    files: list[str] = field(default_factory=list)
+    removed_tags: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _safe_label(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", text) or "01"
+
+
+def _nifti_of(vol: Volume) -> Any:
+    """A NIfTI image of a volume: file axes = reversed canonical napari axes."""
+    import nibabel as nib
+
+    sp = vol.data.ndim - 3
+    axes = tuple(range(vol.data.ndim - 1, sp - 1, -1)) + tuple(range(sp))
+    arr = np.ascontiguousarray(np.transpose(vol.data, axes))
+    aff = np.asarray(vol.ras_affine)[:, [2, 1, 0, 3]]
+    img = nib.Nifti1Image(arr, aff)
+    img.set_sform(aff, code=1)
+    img.set_qform(aff, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    return img
+
+
+def _tag(keyword: str) -> str:
+    from pydicom.datadict import tag_for_keyword
+
+    t = tag_for_keyword(keyword)
+    return f"{keyword} ({t >> 16:04X},{t & 0xFFFF:04X})" if t is not None else keyword
+
+
+def write_case_folder(
+    case: Case,
+    out: str | os.PathLike[str],
+    *,
+    subject: str,
+    sidecars: dict[int, dict[str, Any]] | None = None,
+    force: bool = False,
+    gzip: bool = False,
+) -> list[str]:
+    """Write a loaded case as a case folder (atomically: temporary name, then rename).
+
+    Parameters
+    ----------
+    case : Case
+    out : path
+        Must not exist, or be empty, unless ``force``.
+    subject : str
+        BIDS subject label (letters and digits).
+    sidecars : dict volume index -> extra sidecar fields, optional
+    gzip : bool
+        Write ``.nii.gz`` (smaller, several times slower to write) instead of ``.nii``.
+
+    Returns
+    -------
+    list of str
+        File names written.
+    """
+    import nibabel as nib
+
+    dest = Path(out)
+    if dest.exists() and not dest.is_dir():
+        raise M1LoadError(f"{dest.name}: exists and is not a folder")
+    if dest.is_dir() and any(dest.iterdir()) and not force:
+        raise M1LoadError(f"{dest.name}: folder is not empty (use --force to replace it)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    written: list[str] = []
+    spec: dict[str, Any] = {"label": subject}
+    try:
+        for i, vol in enumerate(case.volumes):
+            side: dict[str, Any] = dict((sidecars or {}).get(i, {}))
+            if vol.kind == "gre":
+                stem, key = f"sub-{subject}_part-mag_MEGRE", "gre"
+            elif vol.kind == "phase" and vol.extra.get("phase_kind") == "difference":
+                stem, key = f"sub-{subject}_phasediff", "phase"
+                spec["phase_difference"] = True
+            elif vol.kind == "phase":
+                stem, key = f"sub-{subject}_part-phase_MEGRE", "phase"
+            elif vol.kind == "qsm":
+                stem, key = f"sub-{subject}_Chimap", "qsm"
+            elif vol.kind == "mrsi":
+                met = _safe_label(str(vol.extra.get("metabolite") or f"map{i}"))
+                stem, key = f"sub-{subject}_met-{met}_mrsi", "mrsi"
+            else:
+                continue
+            if vol.echo_times_ms is not None:
+                tes = [round(t / 1000.0, 8) for t in vol.echo_times_ms]
+                side["EchoTime"] = tes if vol.n_echoes > 1 else tes[0]
+            if vol.extra.get("phase_kind") == "difference" and "echo_time1_ms" in vol.extra:
+                side["EchoTime1"] = round(vol.extra["echo_time1_ms"] / 1000.0, 8)
+                side["EchoTime2"] = round(vol.extra["echo_time2_ms"] / 1000.0, 8)
+            if vol.kind == "phase":
+                side["Units"] = "rad"
+            if "image_type" in vol.extra:
+                side["ImageType"] = list(vol.extra["image_type"])
+            side["ConversionSoftware"] = "napari-m1"
+            img_name = f"{stem}.nii.gz" if gzip else f"{stem}.nii"
+            nib.save(_nifti_of(vol), str(tmp / img_name))
+            (tmp / f"{stem}.json").write_text(json.dumps(side, indent=2) + "\n", "utf-8")
+            written += [img_name, f"{stem}.json"]
+            if key == "mrsi":
+                spec.setdefault("mrsi", {})[str(vol.extra.get("metabolite") or stem)] = img_name
+            else:
+                spec[key] = img_name
+        tes = case.volumes[0].echo_times_ms
+        if tes is not None:
+            spec["echo_times_ms"] = [float(t) for t in tes]
+        (tmp / CASE_JSON).write_text(json.dumps(spec, indent=2) + "\n", "utf-8")
+        written.append(CASE_JSON)
+        for p in tmp.iterdir():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return written
+
+
+def import_case(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    subject: str | None = None,
+    session: str | None = None,
+    series: int | str | None = None,
+    anonymise: bool = False,
+    force: bool = False,
+    gzip: bool = False,
+    progress: Any = None,
+) -> ImportResult:
+    """Convert a DICOM folder, a BIDS dataset (one subject) or a bare NIfTI folder.
+
+    Parameters
+    ----------
+    source : path
+    out : path
+        The case folder to write.
+    subject : str, optional
+        BIDS subject to take from a BIDS root (required when it has several); for
+        DICOM, the label written (default: the source folder's name; never a DICOM
+        identifier).
+    series : int or str, optional
+        DICOM magnitude series number or UID (default: the one with most echoes).
+    anonymise : bool
+        Drop site fields and protocol names too and list what was removed.
+    """
+    from ._bids import is_bids_root, load_bids_case
+    from ._case import load_case
+    from ._dicom import SITE_FIELDS, is_dicom_folder, scan_dicom
+    from ._dicom_case import choose_series, load_dicom_case
+
+    src = Path(source)
+    if not src.is_dir():
+        raise M1LoadError(f"{src.name}: not a folder")
+    res = ImportResult(out=Path(out))
+    sidecars: dict[int, dict[str, Any]] = {}
+    if is_bids_root(src):
+        case = load_bids_case(src, subject=subject, session=session)
+        label = _safe_label(case.files.label.split("_ses-")[0])
+    elif is_dicom_folder(src):
+        scan = scan_dicom(src, progress=progress)
+        mag, ph, notes = choose_series(scan, gre=series)
+        case = load_dicom_case(
+            src, scan=scan, gre=mag.uid, phase=ph.uid if ph else None, progress=progress
+        )
+        res.notes = notes
+        for i, s in enumerate([mag, *([ph] if ph else [])]):
+            hdr = dict(s.extra.get("header", {}))
+            if anonymise:
+                for k in SITE_FIELDS:
+                    hdr.pop(k, None)
+            sidecars[i] = hdr
+        label = _safe_label(subject) if subject else ("01" if anonymise else _safe_label(src.name))
+        if anonymise:
+            present = set(scan.identifiers)
+            present.update(
+                k for s in scan.series for k in SITE_FIELDS if k in s.extra.get("header", {})
+            )
+            res.removed_tags = sorted(_tag(k) for k in present)
+    else:
+        case = load_case(src)
+        label = _safe_label(subject or case.files.label)
+    res.files = write_case_folder(
+        case, out, subject=label, sidecars=sidecars, force=force, gzip=gzip
+    )
+    for w in case.warnings:
+        if w not in res.notes:
+            res.notes.append(w)
+    return res
