@@ -120,6 +120,13 @@ class Study:
         """Every case: ``case_id``, ``path``, ``pseudonym``."""
         return self._store.cases()
 
+    def annotations_by_read(self) -> dict[int, list[dict[str, Any]]]:
+        """Stored annotation dicts of every read, by ``read_id`` (see :meth:`reads`)."""
+        import json
+
+        _, texts = self._store.reads_with_annotations()
+        return {rid: [json.loads(t) for t in ts] for rid, ts in texts.items()}
+
     def audit_rows(self) -> list[dict[str, Any]]:
         """Every audit entry in order."""
         return self._store.audit_rows()
