@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from _hostile_inputs import INPUTS, Hostile, Work, write_base
+from hostile import INPUTS, Hostile, Work, write_base
 
 pytestmark = pytest.mark.slow
 

@@ -298,3 +298,41 @@ def test_item10_non_utf8_folder_name(two_cases, tmp_path, capsys):
     assert main(["measure", str(case), str(ann), "--out", str(out), "--force"]) == 0
     assert "case-\\xff\\xfe" in out.read_text(encoding="utf-8")
     assert main(["info", str(case)]) == 0
+
+
+def test_item6_import_force_never_replaces_its_source(two_cases, tmp_path, capsys):
+    """``import SRC SRC --force`` used to replace the source folder by its own import."""
+    anat = tmp_path / "bids" / "sub-K001" / "anat"
+    anat.mkdir(parents=True)
+    for f in two_cases["K001"].glob("*part-mag*"):
+        shutil.copy(f, anat / f.name)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for out in (tmp_path / "bids", tmp_path):
+        assert main(["import", str(tmp_path / "bids"), str(out), "--force"]) == 2
+        err = _one_error(capsys)
+        assert "is an input of this command" in err or "holds an input" in err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_item6_report_never_writes_over_its_readings(tmp_path, capsys):
+    from data.m1_study import published_study
+
+    readings, clinical = published_study()
+    tables = tmp_path / "rep" / "tables"
+    tables.mkdir(parents=True)
+    readings.to_csv(tables / "subjects.csv", index=False)  # the name of a report table
+    clinical.to_csv(tmp_path / "clinical.csv", index=False)
+    before = (tables / "subjects.csv").read_bytes()
+    argv = [
+        "report",
+        "--readings",
+        str(tables / "subjects.csv"),
+        "--clinical",
+        str(tmp_path / "clinical.csv"),
+        "--out",
+        str(tmp_path / "rep"),
+    ]
+    assert main(argv) == 2
+    assert "tables: would be replaced but holds an input" in _one_error(capsys)
+    assert (tables / "subjects.csv").read_bytes() == before
+    assert not (tmp_path / "rep" / "report.html").exists()

@@ -99,9 +99,17 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """True when ``path`` is ``folder`` or lies in it (symlinks resolved)."""
+    p, f = os.path.realpath(path), os.path.realpath(folder)
+    return p == f or p.startswith(f.rstrip(os.sep) + os.sep)
+
+
 def check_outputs(
     outputs: Iterable[str | os.PathLike[str] | None],
     inputs: Iterable[str | os.PathLike[str] | None],
+    *,
+    trees: Iterable[str | os.PathLike[str] | None] = (),
 ) -> None:
     """Refuse, before anything is written, an output that is one of the inputs.
 
@@ -113,6 +121,10 @@ def check_outputs(
     inputs : paths
         Files and folders the command reads. An output that is the same file or
         folder (by name, symlink or hard link) is refused.
+    trees : paths
+        Output folders whose contents the command writes or replaces wholesale (a
+        report's ``tables/``, an imported case folder with ``--force``): an input
+        inside one, at any depth, is refused too.
 
     Raises
     ------
@@ -129,4 +141,13 @@ def check_outputs(
                 raise M1InputError(
                     f"{shown(out.name)}: is an input of this command ({shown(i.name)}); "
                     "choose another output"
+                )
+    for t in trees:
+        if t is None:
+            continue
+        for i in ins:
+            if _inside(i, Path(t)):
+                raise M1InputError(
+                    f"{shown(Path(t).name)}: would be replaced but holds an input of this "
+                    f"command ({shown(i.name)}); choose another output folder"
                 )

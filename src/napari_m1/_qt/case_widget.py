@@ -117,11 +117,15 @@ class CaseWidget(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table.setMaximumHeight(170)
 
         row = QHBoxLayout()
         row.addWidget(self.sample_button)
         row.addWidget(self.sample_group)
         lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(3)
         row0 = QHBoxLayout()
         row0.addWidget(self.open_button, 1)
         row0.addWidget(self.browse_button)
@@ -229,6 +233,8 @@ class CaseWidget(QWidget):
         data, kwargs, _ = volume_to_layer_data(vol, place, visible=True, case_label=label)
         self.viewer.add_image(data, **kwargs)
         self.orientation.apply()
+        self.status.setText("")  # an earlier error no longer applies
+        self._refresh_case_label()
         from napari.utils.notifications import show_warning
 
         for w in vol.warnings:
@@ -379,7 +385,17 @@ class CaseWidget(QWidget):
             f"Cursor RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm · hemisphere {hemi}"
         )
 
+    def _refresh_case_label(self) -> None:
+        ref = reference_layer(self.viewer)
+        if ref is None:
+            self.case_label.setText("No case open")
+            return
+        meta = LayerMeta.of(ref)
+        label = (meta.case_label if meta is not None else "") or ref.name
+        self.case_label.setText(f"Case: {label}")
+
     def _refresh_table(self, event: Any = None) -> None:
+        self._refresh_case_label()
         layers = m1_layers(self.viewer)
         self.table.setRowCount(len(layers))
         for r, ly in enumerate(layers):
