@@ -67,6 +67,12 @@ def run_import(args: argparse.Namespace) -> int:
         for n in scan.notes:
             print(f"note: {n}", file=sys.stderr)
         return 0
+    from pathlib import Path
+
+    from .._files import check_outputs
+
+    # OUT_DIR is replaced wholesale (--force): it must not be, or hold, the source
+    check_outputs([args.out_dir], [args.source], trees=[Path(args.out_dir)])
     res = import_case(
         args.source,
         args.out_dir,
