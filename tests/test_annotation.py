@@ -20,7 +20,8 @@ from napari_m1.errors import M1Error
 from napari_m1.protocol import PROTOCOLS, Protocol, Slot, get_protocol, load_protocol
 
 M1 = PROTOCOLS["m1-7t"]
-RAS = np.diag([0.25, 0.25, 2.0, 1.0])
+# napari index (S, A, R) -> RAS mm, as loaded cases are: slices are axial planes
+RAS = np.array([[0, 0, 0.25, 0], [0, 0.25, 0, 0], [2.0, 0, 0, 0], [0, 0, 0, 1.0]])
 CASE = case_fingerprint("c1", (16, 448, 448), RAS)
 
 

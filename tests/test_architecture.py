@@ -21,6 +21,7 @@ PURE_MODULES = [
     "napari_m1.phantom",
     "napari_m1.session",
     "napari_m1.stats",
+    "napari_m1.qsm",
     "napari_m1.cli",
 ]
 

@@ -88,7 +88,8 @@ def test_bids_listing_subjects_sessions_and_derivatives(tmp_path, phantom_with_p
 def test_import_bids_subject(tmp_path, phantom_with_phase, capsys):
     root = _make_bids(tmp_path / "bids", phantom_with_phase)
     out = tmp_path / "case"
-    assert main(["import", str(root), str(out), "--subject", "sub-02"]) == 0
+    assert main(["import", str(root), str(out), "--subject", "sub-02", "--gzip"]) == 0
+    assert (out / "sub-02_part-mag_MEGRE.nii.gz").is_file()
     case = load_case(out)
     assert [v.kind for v in case.volumes] == ["gre", "phase", "qsm", *["mrsi"] * 4]
     assert case.volumes[0].echo_times_ms == pytest.approx([10.0, 20.0])
@@ -156,3 +157,21 @@ def test_bare_folder_without_magnitude_is_refused(tmp_path):
     make_nifti(tmp_path / "b_chimap.nii.gz", np.zeros((4, 4, 4), np.float32))
     with pytest.raises(M1LoadError, match="no GRE magnitude"):
         load_case(tmp_path)
+
+
+def test_study_init_from_bids_root(tmp_path, phantom_with_phase, capsys):
+    root = _make_bids(tmp_path / "bids", phantom_with_phase, ("01", "01", "02"), ("a", "b", ""))
+    (root / "sub-03" / "anat").mkdir(parents=True)  # a subject without GRE
+    study = tmp_path / "study"
+    assert main(["study", "init", str(study), "--cases", str(root), "--readers", "R1,R2"]) == 0
+    out = capsys.readouterr()
+    assert "sub-03: left out (no MEGRE)" in out.err
+    key = tmp_path / "study-cases.csv"
+    lines = key.read_text().splitlines()
+    assert lines[0] == "case_id,path"
+    assert [ln.split(",")[0] for ln in lines[1:]] == ["sub-01_ses-a", "sub-01_ses-b", "sub-02"]
+    assert "3 reads" in out.out or "6 reads" in out.out
+    # Each case path opens with its derivatives (QSM and MRSI live under derivatives/).
+    case = load_case(lines[2].split(",", 1)[1])
+    assert [v.kind for v in case.volumes] == ["gre", "phase", "qsm", *["mrsi"] * 4]
+    assert case.files.label == "01_ses-b"

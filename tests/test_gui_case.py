@@ -167,3 +167,25 @@ def test_open_file_as_a_chosen_kind(make_napari_viewer, real_gre_dir, tmp_path, 
         assert not widget.open_file(bad, kind="qsm")
     assert "broken.nii.gz" in sig.args[0]
     assert len(viewer.layers) == 2
+
+
+def test_messages_clear_when_a_later_action_succeeds(make_napari_viewer, tmp_path, qtbot):
+    """An old error does not stay on screen; "Open file as…" makes the file the case."""
+    from conftest import make_nifti
+
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "case.json").write_text('{"gre": "missing.nii.gz"}')
+    with qtbot.waitSignal(widget.load_failed, timeout=10_000):
+        widget.open_case(tmp_path / "bad")
+    assert "Could not open" in widget.status.text()
+    assert widget.case_label.text() == "No case open"
+    aff = np.diag([0.5, 0.5, 1.0, 1.0])
+    mag = make_nifti(tmp_path / "sub-01_T2starw.nii.gz", np.ones((8, 8, 4), np.float32), aff)
+    assert widget.open_file(mag, kind="gre")
+    assert widget.status.text() == ""  # the old red error is gone
+    assert widget.case_label.text() != "No case open"
+    assert widget.case_label.text().startswith("Case: ")
+    viewer.layers.clear()
+    assert widget.case_label.text() == "No case open"

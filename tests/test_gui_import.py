@@ -122,8 +122,15 @@ def test_browser_lists_dicom_series_and_opens_the_chosen_one(
     assert gre.data.shape == (32, 10, 32)  # the coronal series: 10 slices along A-P
     viewer.layers.clear()
     b.list.setCurrentRow(0)
+    seen: list[tuple[int, int]] = []
+    widget.load_progress.connect(lambda d, t: seen.append((d, t)))
     with qtbot.waitSignal(widget.case_loaded, timeout=60_000):
         assert b.open_selected()
+    # file-count progress from the worker: the picked series' 48 magnitude + 48 phase files
+    # (headers were scanned by the browser already)
+    assert seen and seen[-1] == (96, 96)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert not widget.progress.isVisible()
     assert [ly.name for ly in viewer.layers] == ["GRE magnitude", "GRE phase"]
     assert widget.table.item(0, 4).text() == "4, 8, 12, 16"
     viewer.window.screenshot(str(shots / "dicom_opened.png"), canvas_only=False)

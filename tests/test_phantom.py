@@ -26,6 +26,8 @@ METS = ("NAA", "Cr", "Cho", "Glx")
 def expected_names(label: str, with_phase: bool) -> set[str]:
     names = {"truth.json", f"sub-{label}_Chimap.nii.gz"}
     names |= {f"sub-{label}_met-{m}_mrsi.nii.gz" for m in METS}
+    if with_phase:
+        names.add("truth_chi.nii.gz")  # the chi that generated the phase (QSM truth)
     stems = [MAG] + ([PHASE] if with_phase else [])
     for stem in stems:
         for n in (1, 2):
@@ -319,12 +321,17 @@ def test_slice_centres(n_slices, z0, z1):
 
 
 def test_phase_model(clean):
-    """Noise-free phase = wrap(phi0 + 2 pi (background + chi * 298 Hz/ppm) TE), int16."""
+    """Noise-free phase = wrap(phi0 + 2 pi (background + 298 Hz/ppm * F^-1[D F(chi)]) TE).
+
+    (Adapted for the dipole-consistent phase model: the tissue term is the dipole field
+    ``field_ppm`` of the chi truth, not chi itself; the background adds an air sphere.)
+    """
     ph = clean["als"]
     assert ph.phase is not None and ph.phase.dtype == np.int16
     assert ph.phase.min() >= -4096 and ph.phase.max() <= 4095
     m = ph.truth["phase_model"]
     assert m["hz_per_ppm"] == pytest.approx(298.0, abs=0.1)
+    sph = m["air_sphere"]
     inv = np.linalg.inv(ph.gre_affine)
     for r in regions_of(ph):
         ijk = np.round(apply_affine(inv, r["centre_ras_mm"])).astype(int)
@@ -332,13 +339,35 @@ def test_phase_model(clean):
         ox, oy, oz = m["background_origin_ras_mm"]
         gx, gy, gz = m["background_gradient_hz_per_mm"]
         df = m["background_hz"] + gx * (x - ox) + gy * (y - oy) + gz * (z - oz)
-        df += m["hz_per_ppm"] * r["chi_ppm"]
+        d = np.array([x, y, z]) - sph["centre_ras_mm"]
+        rr = np.linalg.norm(d)
+        df += m["hz_per_ppm"] * (
+            sph["delta_chi_ppm"] / 3 * (sph["radius_mm"] / rr) ** 3 * (3 * (d[2] / rr) ** 2 - 1)
+        )
+        df += m["hz_per_ppm"] * ph.field_ppm[tuple(ijk)]
         px, py = m["phi0_gradient_rad_per_mm"]
         phi0 = m["phi0_rad"] + px * (x - ox) + py * (y - oy)
         for e, te in enumerate(ph.echo_times_ms):
             want = np.angle(np.exp(1j * (phi0 + 2 * np.pi * df * te / 1000)))
             got = ph.phase[(*ijk, e)] / 4096 * np.pi
             assert abs(np.angle(np.exp(1j * (got - want)))) < 2e-3
+
+
+def test_tissue_field_is_the_dipole_field_of_chi(clean):
+    """The tissue field is chi convolved with the dipole (checked in k-space on the
+    forward model's own padded grid) and is ~chi/3 for this z-invariant pattern."""
+    ph = clean["control"]
+    assert ph.chi_ppm is not None and ph.field_ppm is not None
+    assert ph.chi_ppm.shape == ph.field_ppm.shape == ph.qsm.shape
+    k = N // 2
+    c, f = ph.chi_ppm[..., k], ph.field_ppm[..., k]
+    inside = c != 0
+    slope = np.polyfit(c[inside], f[inside], 1)[0]
+    # Infinitely long structures along B0 have field chi/3; a 32 mm slab is not infinite.
+    assert 0.25 < slope < 0.34
+    assert np.corrcoef(c[inside], f[inside])[0, 1] > 0.95
+    # The noise-free chi truth is the QSM map without its noise.
+    np.testing.assert_array_equal(ph.chi_ppm, ph.qsm)
 
 
 def test_mrsi_values(clean):

@@ -46,20 +46,32 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from .annotation import load_annotations
+    from ._files import check_outputs, shown
+    from .annotation import CaseMismatchError, load_annotations
+    from .errors import M1Error
     from .io import load_case
+    from .io._case import case_input_files
     from .measure import case_fingerprint_of, engine_for_case, write_measurements_csv
 
+    check_outputs([args.out], [args.annotations, args.case_dir])
     case = load_case(args.case_dir)
-    annset = load_annotations(args.annotations, case=case_fingerprint_of(case))
+    check_outputs([args.out], case_input_files(case.files))
+    fp = case_fingerprint_of(case)
+    try:
+        annset = load_annotations(args.annotations, case=fp)
+    except CaseMismatchError as exc:
+        if not args.force:
+            raise M1Error(f"{exc} (--force measures them on this case deliberately)") from None
+        print(f"warning: {exc}; transferred onto this case (--force)", file=sys.stderr)
+        annset = load_annotations(args.annotations, case=fp, transfer=True)
     engine = engine_for_case(case, annset.protocol, reader=args.reader or annset.reader)
     engine.set_all(annset.items.values())
     rows = engine.rows()
     write_measurements_csv(args.out, rows)
     missing = annset.missing()
     print(
-        f"wrote {len(rows)} measurement rows for {len(annset.items)} annotations to {args.out}"
-        + (f"; {len(missing)} slot(s) not annotated" if missing else "")
+        f"wrote {len(rows)} measurement rows for {len(annset.items)} annotations to "
+        f"{shown(args.out)}" + (f"; {len(missing)} slot(s) not annotated" if missing else "")
     )
     return 0
 
@@ -95,6 +107,12 @@ def register(subparsers: Any) -> None:
     m.add_argument("annotations", help="annotations file (*.m1ann.jsonl)")
     m.add_argument("--out", required=True, help="measurements CSV to write")
     m.add_argument("--reader", default="", help="reader id for the rows (default: the file's)")
+    m.add_argument(
+        "--force",
+        action="store_true",
+        help="measure annotations written for another case (a deliberate transfer; "
+        "the geometry is still checked against this case's grid)",
+    )
     m.set_defaults(func=_cmd_measure)
 
     d = subparsers.add_parser(

@@ -75,7 +75,7 @@ def hemisphere_at_world(viewer: Any, world: Sequence[float]) -> str | None:
 
 
 def add_case_layers(viewer: Any, case: Case) -> list[Any]:
-    """Add every layer of ``case`` to ``viewer`` and show the middle axial slice.
+    """Add every layer of ``case`` to ``viewer``, show the middle axial slice, select the GRE.
 
     Returns the new layers (GRE first).
     """
@@ -85,6 +85,7 @@ def add_case_layers(viewer: Any, case: Case) -> list[Any]:
     for data, kwargs, _ in case_layer_data(case):
         added.append(viewer.add_image(data, **kwargs))
     _show_middle_slice(viewer, added[0])
+    viewer.layers.selection.active = added[0]  # the GRE, not the last (hidden) map added
     return added
 
 
@@ -159,8 +160,10 @@ class StagedCaseLayers:
             self.viewer.layers.insert(pos, layer)
             self._by_index[event.index] = layer
             self.layers.append(layer)
+            self.viewer.layers.selection.active = self.layers[0]  # keep the GRE's controls
             return layer
         if event.kind == "done":
+            self.viewer.layers.selection.active = self.layers[0]  # the GRE, not a hidden map
             self.complete = True
             _LOADING.get(self.viewer, set()).discard(self)
         return None

@@ -43,17 +43,32 @@ __all__ = [
     "Annotation",
     "AnnotationFileError",
     "AnnotationSet",
+    "CaseMismatchError",
     "Change",
     "caliper_annotation",
     "case_fingerprint",
+    "case_mismatch",
     "load_annotations",
     "roi_annotation",
     "save_annotations",
+    "slice_plane_problem",
 ]
+
+#: Largest |RAS coordinate| accepted, mm.
+MAX_COORD_MM = 1e5
+#: Largest |cos| of the angle between an ROI's semi-axes (0.02: 88.9°-91.1°; the area
+#: error of pi*|u|*|v| is then below 0.02 %).
+MAX_AXIS_COS = 0.02
+#: Largest out-of-slice-plane share of a semi-axis (sin of its tilt).
+MAX_TILT_SIN = 0.02
 
 
 class AnnotationFileError(M1Error):
     """An annotations file cannot be used (other case, malformed line, duplicate slot)."""
+
+
+class CaseMismatchError(AnnotationFileError):
+    """An annotations file written for another case (see :func:`case_mismatch`)."""
 
 
 def _now() -> str:
@@ -96,10 +111,24 @@ class Annotation:
             raise ValueError(f"{self.slot}: {self.kind} needs {want} finite RAS points")
         if self.kind == "caliper" and np.linalg.norm(pts[1] - pts[0]) < 1e-3:
             raise ValueError(f"{self.slot}: zero-length caliper (its end points coincide)")
+        if np.abs(pts).max() > MAX_COORD_MM:
+            raise ValueError(
+                f"{self.slot}: RAS coordinates beyond ±{MAX_COORD_MM:g} mm (not in a scanner)"
+            )
         if self.kind == "roi":
             u, v = pts[1] - pts[0], pts[2] - pts[0]
-            if np.linalg.norm(u) < 1e-3 or np.linalg.norm(v) < 1e-3:
+            nu, nv = np.linalg.norm(u), np.linalg.norm(v)
+            if nu < 1e-3 or nv < 1e-3:
                 raise ValueError(f"{self.slot}: ROI with a zero axis")
+            # pi*|u|*|v| is the oval's area only when u is perpendicular to v
+            cos = abs(float(u @ v)) / (nu * nv)
+            if cos > MAX_AXIS_COS:
+                what = "collinear" if cos > 0.999 else "not perpendicular"
+                raise ValueError(
+                    f"{self.slot}: ROI semi-axes are {what} (angle "
+                    f"{math.degrees(math.acos(min(cos, 1.0))):.1f}° from each other, "
+                    "must be 90°)"
+                )
 
     # --------------------------------------------------------------- geometry
     @property
@@ -172,15 +201,78 @@ def caliper_annotation(
 
 
 def case_fingerprint(label: str, shape: Sequence[int], ras_affine: ArrayLike) -> dict[str, Any]:
-    """Identity of a case's reference grid: label, shape, RAS affine and a short hash.
+    """Identity of a case: its label and reference grid (shape, RAS affine, short hash).
 
-    Two loads of the same case give the same ``hash``; another case (or the same
-    label on another grid) gives a different one.
+    ``hash`` covers the grid only (it names the per-case autosave folder together with
+    the label, so it stays as it was); a file belongs to a case when both its
+    ``label`` and its ``hash`` match (:func:`case_mismatch`). Two loads of the same
+    case give the same fingerprint; another case on an identical grid differs by label.
     """
     aff = np.round(np.asarray(ras_affine, dtype=float), 4) + 0.0  # no -0.0
     shp = [int(s) for s in shape]
     h = hashlib.sha256(json.dumps([shp, aff.tolist()]).encode()).hexdigest()[:16]
     return {"label": str(label), "shape": shp, "ras_affine": aff.tolist(), "hash": h}
+
+
+def case_mismatch(file_case: dict[str, Any], case: dict[str, Any]) -> str | None:
+    """Why annotations written for ``file_case`` do not belong to ``case`` (None if they do).
+
+    Both the case label and the grid hash must match. In a blinded study the label
+    is the read's pseudonym, so a file saved during a blinded read names the
+    pseudonym, not the case: moving it onto the unblinded case is a deliberate
+    transfer (``measure --force``), never silent.
+    """
+    diff = [
+        what
+        for key, what in (("label", "label"), ("hash", "grid"))
+        if str(file_case.get(key, "")) != str(case.get(key, "")) or key not in file_case
+    ]
+    if not diff:
+        return None
+    return (
+        f"written for another case ({_short(file_case.get('label', '?'))!r}, grid "
+        f"{_short(file_case.get('hash', '?'))}); this case is {_short(case.get('label'))!r}, "
+        f"grid {case.get('hash')} (different {' and '.join(diff)})"
+    )
+
+
+def _short(v: object, n: int = 60) -> str:
+    s = str(v)
+    return s if len(s) <= n else s[:n] + "…"
+
+
+def slice_plane_problem(ann: Annotation, ras_affine: ArrayLike) -> str | None:
+    """Why an ROI does not lie in a slice of the grid (None when it does, or no grid).
+
+    Parameters
+    ----------
+    ann : Annotation
+    ras_affine : (4, 4)
+        Reference grid's napari index -> RAS mm; slices are planes of constant index 0,
+        so both semi-axes must be perpendicular to ``A[:, 1] x A[:, 2]`` (within
+        :data:`MAX_TILT_SIN`). An oval tilted out of the slice is measured on its
+        projection, so its ``area_mm2`` would not be what is measured.
+    """
+    if ann.kind != "roi":
+        return None
+    try:
+        a = np.asarray(ras_affine, dtype=float)[:3, :3]
+    except (TypeError, ValueError, IndexError):
+        return None
+    if a.shape != (3, 3) or not np.all(np.isfinite(a)):
+        return None
+    n = np.cross(a[:, 1], a[:, 2])
+    if np.linalg.norm(n) == 0:
+        return None
+    n = n / np.linalg.norm(n)
+    for name, w in zip("uv", ann.semi_axes_ras, strict=True):
+        tilt = abs(float(w @ n)) / float(np.linalg.norm(w))
+        if tilt > MAX_TILT_SIN:
+            return (
+                f"{ann.slot}: ROI is not in a slice plane (semi-axis {name} tilts "
+                f"{math.degrees(math.asin(min(tilt, 1.0))):.1f}° out of it)"
+            )
+    return None
 
 
 @dataclass(frozen=True)
@@ -260,6 +352,9 @@ class AnnotationSet:
         slot = self.protocol.slot(ann.slot)
         if slot.kind != ann.kind:
             raise M1Error(f"slot {ann.slot} takes a {slot.kind}, not a {ann.kind}")
+        problem = slice_plane_problem(ann, self.case.get("ras_affine"))
+        if problem:
+            raise M1Error(problem)
 
     def apply(self, change: Change, *, record: bool = True) -> Change:
         """Apply a change, record it for undo (clearing redo), notify listeners."""
@@ -366,6 +461,7 @@ def load_annotations(
     *,
     case: dict[str, Any] | None = None,
     protocol: Protocol | None = None,
+    transfer: bool = False,
 ) -> AnnotationSet:
     """Read an annotations file, checking it against the case it is loaded onto.
 
@@ -375,17 +471,24 @@ def load_annotations(
         ``*.m1ann.jsonl``.
     case : dict, optional
         :func:`case_fingerprint` of the loaded case; when given, a file written for
-        another case (different grid hash) is refused.
+        another case (different label or grid, :func:`case_mismatch`) is refused, and
+        every ROI must lie in a slice of its grid (:func:`slice_plane_problem`).
+        Refusals of another case raise :class:`CaseMismatchError`.
     protocol : Protocol, optional
         Defaults to the protocol named in the file.
+    transfer : bool
+        Accept a file of another case (a deliberate transfer, ``measure --force``);
+        the set then belongs to ``case``. The geometry checks still apply.
 
     Raises
     ------
     AnnotationFileError
         One line: file name, line number and reason.
     """
+    from ._files import parse_user_json, shown
+
     p = Path(path)
-    name = p.name
+    name = shown(p.name)
     try:
         text = read_user_text(p)
     except M1Error as exc:
@@ -394,55 +497,68 @@ def load_annotations(
     if not lines or not lines[0].strip():
         raise AnnotationFileError(f"{name}: empty file")
     try:
-        header = json.loads(lines[0])
-    except json.JSONDecodeError as exc:
-        raise AnnotationFileError(f"{name}, line 1: header is not JSON ({exc.msg})") from None
+        header = parse_user_json(lines[0], f"{name}, line 1: header")
+    except M1Error as exc:
+        raise AnnotationFileError(str(exc)) from None
     if not isinstance(header, dict) or header.get("schema") != ANNOTATION_SCHEMA:
         raise AnnotationFileError(
             f"{name}, line 1: not a napari-m1 annotations file (schema {ANNOTATION_SCHEMA})"
         )
-    proto = protocol or get_protocol(str(header.get("protocol", "")))
+    for key in ("protocol", "reader"):
+        if not isinstance(header.get(key, ""), str):
+            raise AnnotationFileError(f"{name}, line 1: '{key}' must be text")
+    file_case = header.get("case")
+    if not isinstance(file_case, dict) or not all(
+        isinstance(file_case.get(k, ""), str) for k in ("label", "hash")
+    ):
+        raise AnnotationFileError(
+            f"{name}, line 1: 'case' must be an object with text 'label' and 'hash'"
+        )
+    try:
+        proto = protocol or get_protocol(header.get("protocol", ""))
+    except M1Error as exc:
+        raise AnnotationFileError(f"{name}, line 1: {exc}") from None
     if proto.id != header.get("protocol"):
         raise AnnotationFileError(
-            f"{name}: written for protocol {header.get('protocol')!r}, not {proto.id!r}"
+            f"{name}: written for protocol {_short(header.get('protocol'))!r}, not {proto.id!r}"
         )
-    file_case = header.get("case") or {}
-    if case is not None and file_case.get("hash") != case.get("hash"):
-        raise AnnotationFileError(
-            f"{name}: written for another case ({file_case.get('label', '?')!r}, grid "
-            f"{file_case.get('hash', '?')}); this case is {case.get('label')!r}, grid "
-            f"{case.get('hash')}"
-        )
+    why = case_mismatch(file_case, case) if case is not None else None
+    if why and not transfer:
+        raise CaseMismatchError(f"{name}: {why}")
     anns: list[Annotation] = []
     seen: dict[str, int] = {}
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         try:
-            d = json.loads(line)
+            d = parse_user_json(line, "")
             if not isinstance(d, dict):
                 raise ValueError("not a JSON object")
+            for key in ("slot", "kind", "author", "created_at", "modified_at", "source"):
+                if not isinstance(d.get(key, ""), str):
+                    raise ValueError(f"'{key}' must be text")
             ann = Annotation(
-                slot=str(d["slot"]),
-                kind=str(d["kind"]),
+                slot=d["slot"],
+                kind=d["kind"],
                 points_ras=_pts(d["points_ras"]),
-                author=str(d.get("author", "")),
-                created_at=str(d.get("created_at", "")),
-                modified_at=str(d.get("modified_at", "")),
-                source=str(d.get("source", "loaded")),
+                author=d.get("author", ""),
+                created_at=d.get("created_at", ""),
+                modified_at=d.get("modified_at", ""),
+                source=d.get("source", "loaded"),
             )
             slot = proto.slot(ann.slot)
             if slot.kind != ann.kind:
                 raise ValueError(f"slot {ann.slot} takes a {slot.kind}, not a {ann.kind}")
-        except (json.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
-            if isinstance(exc, json.JSONDecodeError):
-                msg = exc.msg
-            elif isinstance(exc, KeyError):
+            problem = slice_plane_problem(ann, case.get("ras_affine")) if case else None
+            if problem:
+                raise ValueError(problem)
+        except (M1Error, KeyError, ValueError, TypeError, OverflowError) as exc:
+            if isinstance(exc, KeyError):
                 msg = str(exc.args[0]) if exc.args else "missing key"
             else:
-                msg = str(exc)
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise AnnotationFileError(
-                f"{name}, line {lineno}: malformed annotation ({msg})"
+                f"{name}, line {lineno}: malformed annotation ({_short(msg, 200)})"
             ) from None
         if ann.slot in seen:
             raise AnnotationFileError(
@@ -451,8 +567,6 @@ def load_annotations(
             )
         seen[ann.slot] = lineno
         anns.append(ann)
-    aset = AnnotationSet(
-        proto, case if case is not None else file_case, str(header.get("reader", ""))
-    )
+    aset = AnnotationSet(proto, case if case is not None else file_case, header.get("reader", ""))
     aset.items = {a.slot: a for a in anns}
     return aset

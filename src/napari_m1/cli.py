@@ -33,6 +33,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "napari_m1.stats._cli",  # report
     "napari_m1.io._cli",  # import
     "napari_m1.batch._cli",  # batch
+    "napari_m1.qsm._cli",  # qsm
 )
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "FORMULA_TRIGGERS",
     "MEASUREMENT_SCHEMA",
     "PHANTOM_TRUTH_SCHEMA",
+    "QSM_JSON_SCHEMA",
     "READINGS_SCHEMA",
     "STUDY_FORMAT",
     "csv_text",
@@ -57,6 +58,8 @@ STUDY_FORMAT = "napari-m1-study/1"
 PHANTOM_TRUTH_SCHEMA = "napari-m1-phantom-truth/1"
 #: record.json of one batch task (docs/batch.md).
 BATCH_RECORD_SCHEMA = "napari-m1/batch-task/1"
+#: qsm.json written next to a QSM reconstruction (docs/qsm.md).
+QSM_JSON_SCHEMA = "napari-m1-qsm/1"
 
 #: First characters that make a spreadsheet evaluate a cell.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")

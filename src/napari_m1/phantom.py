@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 TRUTH_SCHEMA = PHANTOM_TRUTH_SCHEMA
 #: Bumped whenever the generated images change, so cached sample cases are rebuilt.
-PHANTOM_VERSION = 2
+PHANTOM_VERSION = 3
 ECHO_TIMES_MS: tuple[float, ...] = (10.0, 20.0)
 #: Default Rician noise SD (signal units): ~1.5 % of the CSF signal at TE 10 ms (882.5).
 DEFAULT_NOISE_SD = 13.0
@@ -124,6 +124,13 @@ _BG_GRADIENT_HZ_PER_MM = (0.05, 0.08, 0.03)
 _PHI0_RAD = 0.5
 _PHI0_GRADIENT_RAD_PER_MM = (0.01, -0.005)
 _PHASE_SCALE = 4096.0
+# A sphere of air (sinus-like) in front of the head, outside the FOV: its field is harmonic in
+# the head (the part of the background that is not a gradient). ~0.1 ppm at the frontal pole.
+_AIR_SPHERE_CENTRE_RAS_MM = (0.0, 90.0, 20.0)
+_AIR_SPHERE_RADIUS_MM = 10.0
+_AIR_SPHERE_CHI_PPM = -9.4
+# Zero padding of the forward model's FFT grid (in-plane voxels; z is doubled).
+_FIELD_PAD_XY = 160
 
 # MRSI grid: 5 mm isotropic, 24 x 24 x 6, offset 1.3 mm in-plane from the GRE grid.
 _MRSI_VOXEL_MM = 5.0
@@ -196,6 +203,11 @@ class Phantom:
         Voxel -> scanner RAS+ mm for the MRSI maps.
     truth : dict
         JSON-serialisable ground truth (schema ``napari-m1-phantom-truth/1``).
+    chi_ppm : ndarray of float32, shape (nx, ny, nz), or None
+        Noise-free susceptibility truth (ppm) that generated the phase; None without phase.
+    field_ppm : ndarray of float32, shape (nx, ny, nz), or None
+        Tissue field in ppm of B0: ``F^-1[D F(chi_ppm)]`` (B0 along +z); None without phase.
+        The phase adds a harmonic background (``truth['phase_model']``) and phi0.
     """
 
     gre: np.ndarray
@@ -206,6 +218,8 @@ class Phantom:
     mrsi: dict[str, np.ndarray]
     mrsi_affine: np.ndarray
     truth: dict = field(default_factory=dict)
+    chi_ppm: np.ndarray | None = None
+    field_ppm: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- geometry
@@ -599,6 +613,56 @@ def _mrsi(group: str) -> tuple[dict[str, np.ndarray], dict]:
     return maps, truth
 
 
+# --------------------------------------------------------------------------- field model
+
+
+def _tissue_field_ppm(chi: np.ndarray) -> np.ndarray:
+    """Field (ppm of B0, B0 along +z) of the susceptibility ``chi`` (RAS+ voxel order, ppm).
+
+    ``F^-1[D F(chi)]`` with the continuous dipole kernel on a zero-padded grid (in-plane
+    +160 voxels, z doubled) so the periodic transform does not wrap the field around.
+    """
+    from scipy.fft import irfftn, next_fast_len, rfftn
+
+    from .qsm._fourier import dipole_kernel
+
+    nx, ny, nz = chi.shape
+    ps = (
+        next_fast_len(nx + _FIELD_PAD_XY, real=True),
+        next_fast_len(ny + _FIELD_PAD_XY, real=True),
+        next_fast_len(2 * nz, real=True),
+    )
+    d = dipole_kernel(ps, (_PIXEL_MM, _PIXEL_MM, _SLICE_MM), (0.0, 0.0, 1.0))
+    spec = rfftn(chi, s=ps, workers=2)
+    spec *= d
+    del d
+    return np.ascontiguousarray(irfftn(spec, s=ps, workers=2)[:nx, :ny, :nz], dtype=np.float32)
+
+
+def _background_hz(xx: np.ndarray, yy: np.ndarray, z_all: np.ndarray) -> np.ndarray:
+    """Harmonic background field (Hz) on the grid: offset + linear gradients + an air sphere.
+
+    ``xx``, ``yy`` are (nx, ny) RAS mm; ``z_all`` the slice z (mm). Returns (nx, ny, nz) float32.
+    """
+    out = np.empty((*xx.shape, len(z_all)), dtype=np.float32)
+    cx, cy, cz = _AIR_SPHERE_CENTRE_RAS_MM
+    a3 = _AIR_SPHERE_RADIUS_MM**3
+    dx, dy = xx - cx, yy - cy
+    for k, z in enumerate(z_all):
+        dz = z - cz
+        r2 = dx * dx + dy * dy + dz * dz
+        # Outside a sphere: dB/B0 = dchi/3 (a/r)^3 (3 cos^2(theta) - 1), theta from B0 (+z).
+        sphere_ppm = _AIR_SPHERE_CHI_PPM / 3.0 * a3 / r2**1.5 * (3.0 * dz * dz / r2 - 1.0)
+        out[..., k] = (
+            _BG_FIELD_HZ
+            + _BG_GRADIENT_HZ_PER_MM[0] * (xx - _FOV_CENTRE_XY[0])
+            + _BG_GRADIENT_HZ_PER_MM[1] * (yy - _FOV_CENTRE_XY[1])
+            + _BG_GRADIENT_HZ_PER_MM[2] * (z - _SLAB_CENTRE_Z)
+            + _HZ_PER_PPM * sphere_ppm
+        )
+    return out
+
+
 # --------------------------------------------------------------------------- phantom
 
 
@@ -713,16 +777,12 @@ def make_phantom(
     t_pattern = time.perf_counter()
 
     phase = None
+    chi_truth = field_ppm = None
     if with_phase:
-        zz = z_all[None, None, :]
-        bg_hz = (
-            _BG_FIELD_HZ
-            + _BG_GRADIENT_HZ_PER_MM[0] * (xx[..., None] - _FOV_CENTRE_XY[0])
-            + _BG_GRADIENT_HZ_PER_MM[1] * (yy[..., None] - _FOV_CENTRE_XY[1])
-            + _BG_GRADIENT_HZ_PER_MM[2] * (zz - _SLAB_CENTRE_Z)
-        )
-        df_hz = (bg_hz + _HZ_PER_PPM * chi).astype(np.float32)
-        del bg_hz
+        chi_truth = chi.copy()
+        field_ppm = _tissue_field_ppm(chi_truth)
+        df_hz = _background_hz(xx, yy, z_all)
+        df_hz += np.float32(_HZ_PER_PPM) * field_ppm
         phi0 = (
             _PHI0_RAD
             + _PHI0_GRADIENT_RAD_PER_MM[0] * (xx - _FOV_CENTRE_XY[0])
@@ -800,7 +860,16 @@ def make_phantom(
         },
         "mrsi": mrsi_truth,
         "phase_model": {
+            "model": "phi0 + 2 pi TE (background_hz + hz_per_ppm * F^-1[D F(chi)])",
+            "b0_direction_ras": [0.0, 0.0, 1.0],
+            "dipole_kernel": "1/3 - kz^2/|k|^2 on a zero-padded grid (continuous k)",
             "hz_per_ppm": round(_HZ_PER_PPM, 4),
+            "b0_tesla": 7.0,
+            "air_sphere": {
+                "centre_ras_mm": list(_AIR_SPHERE_CENTRE_RAS_MM),
+                "radius_mm": _AIR_SPHERE_RADIUS_MM,
+                "delta_chi_ppm": _AIR_SPHERE_CHI_PPM,
+            },
             "background_hz": _BG_FIELD_HZ,
             "background_gradient_hz_per_mm": list(_BG_GRADIENT_HZ_PER_MM),
             "background_origin_ras_mm": [*_FOV_CENTRE_XY, _SLAB_CENTRE_Z],
@@ -827,6 +896,8 @@ def make_phantom(
         mrsi=mrsi,
         mrsi_affine=_mrsi_affine(),
         truth=truth,
+        chi_ppm=chi_truth,
+        field_ppm=field_ppm,
     )
 
 
@@ -896,7 +967,8 @@ def write_phantom_case(
     Files (``<label>`` defaults to ``phantom<group><seed>``):
     ``sub-<label>_echo-<n>_part-mag_MEGRE.nii.gz`` + ``.json`` for n = 1, 2 (3D float32),
     ``sub-<label>_echo-<n>_part-phase_MEGRE.nii.gz`` + ``.json`` if ``with_phase`` (int16),
-    ``sub-<label>_Chimap.nii.gz`` (QSM, ppm), ``sub-<label>_met-<M>_mrsi.nii.gz`` for
+    ``sub-<label>_Chimap.nii.gz`` (QSM, ppm), ``truth_chi.nii.gz`` (noise-free chi that
+    generated the phase, ppm) if ``with_phase``, ``sub-<label>_met-<M>_mrsi.nii.gz`` for
     M in NAA, Cr, Cho, Glx, and ``truth.json``. GRE, phase and QSM are stored in L,A,S voxel
     order; MRSI in R,A,S. Every file is written atomically. Sidecars do not name the group.
 
@@ -950,6 +1022,8 @@ def write_phantom_case(
             images.append((_nifti_las(np.ascontiguousarray(arr), ph.gre_affine), f"{name}.nii.gz"))
             atomic_write_text(out / f"{name}.json", json.dumps(_sidecar(echo, te, part), indent=2))
     images.append((_nifti_las(ph.qsm, ph.gre_affine), f"{stem}_Chimap.nii.gz"))
+    if ph.chi_ppm is not None:  # the noise-free chi that generated the phase (QSM truth)
+        images.append((_nifti_las(ph.chi_ppm, ph.gre_affine), "truth_chi.nii.gz"))
     for met, arr in ph.mrsi.items():
         images.append((_nifti_ras(arr, ph.mrsi_affine), f"{stem}_met-{met}_mrsi.nii.gz"))
     # gzip releases the GIL: compress the big files in parallel.

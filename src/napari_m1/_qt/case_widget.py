@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,7 @@ class CaseWidget(QWidget):
 
     first_frame = Signal(str)
     load_progress = Signal(int, int)
+    _file_progress = Signal(int, int)  # DICOM/folder loads: worker thread -> GUI thread
     case_loaded = Signal(str)
     load_failed = Signal(str)
 
@@ -115,11 +117,15 @@ class CaseWidget(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table.setMaximumHeight(170)
 
         row = QHBoxLayout()
         row.addWidget(self.sample_button)
         row.addWidget(self.sample_group)
         lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(3)
         row0 = QHBoxLayout()
         row0.addWidget(self.open_button, 1)
         row0.addWidget(self.browse_button)
@@ -147,6 +153,7 @@ class CaseWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_table)
         self.viewer.layers.events.removed.connect(self._refresh_table)
         self.viewer.cursor.events.position.connect(self._on_cursor)
+        self._file_progress.connect(self._on_file_progress)
         self._refresh_table()
 
     # ------------------------------------------------------------------ actions
@@ -173,7 +180,7 @@ class CaseWidget(QWidget):
             return
         if block or not _streamable(folder):
             # DICOM and bare NIfTI folders are converted/organised first: loaded whole
-            self._start(lambda: load_case(folder), block=block)
+            self._start(lambda progress=None: load_case(folder, progress=progress), block=block)
         else:
             self._start_staged(folder)
 
@@ -226,6 +233,8 @@ class CaseWidget(QWidget):
         data, kwargs, _ = volume_to_layer_data(vol, place, visible=True, case_label=label)
         self.viewer.add_image(data, **kwargs)
         self.orientation.apply()
+        self.status.setText("")  # an earlier error no longer applies
+        self._refresh_case_label()
         from napari.utils.notifications import show_warning
 
         for w in vol.warnings:
@@ -233,6 +242,10 @@ class CaseWidget(QWidget):
         return True
 
     def _start(self, job: Any, *, block: bool) -> None:
+        import inspect
+
+        if "progress" in inspect.signature(job).parameters:  # file-count progress
+            job = partial(job, progress=self._file_progress.emit)
         self.status.setText("Loading…")
         self.open_button.setEnabled(False)
         self.sample_button.setEnabled(False)
@@ -329,7 +342,15 @@ class CaseWidget(QWidget):
             show_warning(w)
         self.case_loaded.emit(case.files.label)
 
+    def _on_file_progress(self, done: int, total: int) -> None:
+        self.progress.setVisible(done < total)
+        if total:
+            self.progress.setValue(int(1000 * done / total))
+            self.status.setText(f"Reading DICOM… {done} of {total} files")
+            self.load_progress.emit(done, total)
+
     def _on_failed(self, exc: BaseException) -> None:
+        self.progress.setVisible(False)
         self._enable()
         msg = str(exc) if isinstance(exc, M1Error) else f"{type(exc).__name__}: {exc}"
         msg = msg.splitlines()[0] if msg else type(exc).__name__
@@ -364,7 +385,17 @@ class CaseWidget(QWidget):
             f"Cursor RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm · hemisphere {hemi}"
         )
 
+    def _refresh_case_label(self) -> None:
+        ref = reference_layer(self.viewer)
+        if ref is None:
+            self.case_label.setText("No case open")
+            return
+        meta = LayerMeta.of(ref)
+        label = (meta.case_label if meta is not None else "") or ref.name
+        self.case_label.setText(f"Case: {label}")
+
     def _refresh_table(self, event: Any = None) -> None:
+        self._refresh_case_label()
         layers = m1_layers(self.viewer)
         self.table.setRowCount(len(layers))
         for r, ly in enumerate(layers):

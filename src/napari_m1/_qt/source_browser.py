@@ -161,7 +161,9 @@ def _lister(folder: Path) -> Callable[[], list[tuple[str, Callable[[], Any] | No
                 rows.append(
                     (
                         e.summary(),
-                        (lambda e=e: load_case_files(e.case_files())) if ok else None,
+                        (lambda e=e, progress=None: load_case_files(e.case_files()))
+                        if ok
+                        else None,
                         "BIDS dataset",
                     )
                 )
@@ -177,14 +179,24 @@ def _lister(folder: Path) -> Callable[[], list[tuple[str, Callable[[], Any] | No
                         s.label(),
                         None
                         if s.problem
-                        else (lambda s=s: load_dicom_case(folder, scan=scan, gre=s.uid)),
+                        else (
+                            lambda s=s, progress=None: load_dicom_case(
+                                folder, scan=scan, gre=s.uid, progress=progress
+                            )
+                        ),
                         "DICOM series (magnitude)",
                     )
                 )
             if not rows:
                 raise M1Error(f"{folder.name}: no magnitude image series among the DICOM files")
             return rows
-        return [(f"{folder.name} (NIfTI folder)", lambda: load_case(folder), "NIfTI folder")]
+        return [
+            (
+                f"{folder.name} (NIfTI folder)",
+                lambda progress=None: load_case(folder, progress=progress),
+                "NIfTI folder",
+            )
+        ]
 
     return job
 

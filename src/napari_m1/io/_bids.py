@@ -20,7 +20,14 @@ from ..errors import M1LoadError
 from ._case import CaseFiles, _echo_number, _metabolite_rank
 from ._nifti import is_nifti_path, metabolite_name
 
-__all__ = ["BidsEntry", "is_bids_root", "list_bids", "load_bids_case"]
+__all__ = [
+    "BidsEntry",
+    "bids_parent",
+    "is_bids_root",
+    "list_bids",
+    "load_bids_case",
+    "write_bids_cases_csv",
+]
 
 _SUB = re.compile(r"^sub-([A-Za-z0-9]+)$")
 _SES = re.compile(r"^ses-([A-Za-z0-9]+)$")
@@ -186,3 +193,40 @@ def load_bids_case(
     if entry.problems:
         raise M1LoadError(f"sub-{entry.subject}: {entry.problems[0]}")
     return load_case_files(entry.case_files())
+
+
+def bids_parent(folder: str | os.PathLike[str]) -> tuple[Path, str, str] | None:
+    """``(root, subject, session)`` when ``folder`` is a ``sub-*`` or ``sub-*/ses-*``
+    folder of a BIDS dataset, else None (so its derivatives load with it)."""
+    f = Path(folder).resolve()
+    ses = ""
+    if m := _SES.match(f.name):
+        ses, f = m.group(1), f.parent
+    m = _SUB.match(f.name)
+    if not m or not is_bids_root(f.parent):
+        return None
+    return f.parent, m.group(1), ses
+
+
+def write_bids_cases_csv(root: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[str]:
+    """Write a study's ``cases.csv`` (``case_id,path``) for every subject/session with a
+    MEGRE magnitude; returns one-line notes on the entries left out.
+
+    ``case_id`` is ``sub-<S>[_ses-<T>]``; ``path`` the subject (or session) folder,
+    which :func:`~napari_m1.io.load_case` opens with its derivatives.
+    """
+    from .._atomic import atomic_write_text
+
+    r = Path(root).resolve()
+    rows, notes = [], []
+    for e in list_bids(r):
+        cid = f"sub-{e.subject}" + (f"_ses-{e.session}" if e.session else "")
+        if not e.gre or e.problems:
+            notes.append(f"{cid}: left out ({e.problems[0] if e.problems else 'no MEGRE'})")
+            continue
+        folder = r / f"sub-{e.subject}" / (f"ses-{e.session}" if e.session else "")
+        rows.append(f"{cid},{folder}\n")
+    if not rows:
+        raise M1LoadError(f"{r.name}: no subject with a MEGRE magnitude")
+    atomic_write_text(dest, "case_id,path\n" + "".join(rows))
+    return notes

@@ -8,7 +8,6 @@ layouts are documented in ``docs/case-folders.md``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -19,17 +18,26 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import M1LoadError
+from .._files import read_user_json, shown
+from ..errors import M1Error, M1LoadError
 from ..geometry import (
     DisplayPlacement,
     placement_on_reference,
     reference_placement,
 )
-from ._nifti import Volume, is_nifti_path, load_multi_echo, metabolite_name, read_sidecar
+from ._nifti import (
+    Volume,
+    _stem,
+    is_nifti_path,
+    load_multi_echo,
+    metabolite_name,
+    read_sidecar,
+)
 
 __all__ = [
     "Case",
     "CaseFiles",
+    "case_input_files",
     "find_case_files",
     "is_case_folder",
     "load_case",
@@ -44,6 +52,10 @@ CASE_JSON = "case.json"
 _ECHO_RE = re.compile(r"(?:^|_)echo-(\d+)(?:_|$)", re.I)
 _FSL_MRS_PREFERENCE = ("internal", "molarity", "molality", "raw")
 _MAX_DEPTH = 3
+_MAX_LABEL = 200
+_LABEL_OK = re.compile(rf"[^\x00-\x1f\x7f]{{1,{_MAX_LABEL}}}")
+#: Longest echo time accepted from case.json, ms (GRE echoes at 7T are well under 100 ms).
+_MAX_TE_MS = 1000.0
 
 
 @dataclass
@@ -80,6 +92,16 @@ class CaseFiles:
     phase_difference: bool = False
 
 
+def case_input_files(files: CaseFiles) -> list[Path]:
+    """Every file a case is read from: maps, their JSON sidecars, ``case.json``.
+
+    Commands that write check their outputs against these (no output over an input).
+    """
+    maps = [*files.gre, *files.phase, *([files.qsm] if files.qsm else []), *files.mrsi.values()]
+    sidecars = [p.with_name(_stem(p) + ".json") for p in maps]
+    return [*maps, *(p for p in sidecars if p.exists()), files.folder / CASE_JSON]
+
+
 def _nifti_files(folder: Path) -> list[Path]:
     out: list[Path] = []
     base_depth = len(folder.parts)
@@ -97,13 +119,11 @@ def _echo_number(p: Path) -> int:
 
 
 def _from_case_json(folder: Path) -> CaseFiles:
-    cj = folder / CASE_JSON
     try:
-        spec = json.loads(cj.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise M1LoadError(f"{CASE_JSON}: malformed ({str(exc).splitlines()[0]})") from None
-    if not isinstance(spec, dict):
-        raise M1LoadError(f"{CASE_JSON}: must hold a JSON object")
+        spec = read_user_json(folder / CASE_JSON)
+    except M1Error as exc:
+        why = str(exc).removeprefix(f"{CASE_JSON}: ")
+        raise M1LoadError(f"{CASE_JSON}: malformed ({why})") from None
 
     def files(key: str) -> list[Path]:
         val = spec.get(key, [])
@@ -118,27 +138,59 @@ def _from_case_json(folder: Path) -> CaseFiles:
     mrsi = {}
     for met, v in mrsi_spec.items():
         if not isinstance(v, str):
-            raise M1LoadError(f"{CASE_JSON}: 'mrsi.{met}' must be a file name")
-        mrsi[str(met)] = _case_json_file(folder, v, f"mrsi.{met}")
+            raise M1LoadError(f"{CASE_JSON}: 'mrsi.{_short(met)}' must be a file name")
+        mrsi[str(met)] = _case_json_file(folder, v, f"mrsi.{_short(met)}")
     qsm = files("qsm")
     if len(qsm) > 1:
         raise M1LoadError(f"{CASE_JSON}: 'qsm' must name one file")
-    tes = spec.get("echo_times_ms")
-    if tes is not None and (
-        not isinstance(tes, list) or not all(isinstance(t, (int, float)) for t in tes)
-    ):
-        raise M1LoadError(f"{CASE_JSON}: 'echo_times_ms' must be a list of numbers")
-    label = spec.get("label", folder.name)
+    label = spec.get("label", folder_label(folder))
+    if not isinstance(label, str) or not _LABEL_OK.fullmatch(label):
+        raise M1LoadError(
+            f"{CASE_JSON}: 'label' must be text of 1-{_MAX_LABEL} characters on one line"
+        )
     return CaseFiles(
         folder=folder,
-        label=str(label),
+        label=label,
         gre=files("gre"),
         phase=files("phase"),
         qsm=qsm[0] if qsm else None,
         mrsi=mrsi,
-        echo_times_ms=[float(t) for t in tes] if tes else None,
+        echo_times_ms=_echo_times(spec.get("echo_times_ms")),
         phase_difference=spec.get("phase_difference") is True,
     )
+
+
+def _short(text: object) -> str:
+    s = str(text)
+    return s if len(s) <= 40 else s[:40] + "…"
+
+
+def _echo_times(tes: object) -> list[float] | None:
+    """case.json ``echo_times_ms``: a list of positive, finite numbers of ms (or absent)."""
+    if tes is None:
+        return None
+    ok = isinstance(tes, list) and all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) for t in tes
+    )
+    if not ok:
+        raise M1LoadError(f"{CASE_JSON}: 'echo_times_ms' must be a list of numbers")
+    vals = [float(t) for t in tes]
+    if not vals or not all(0.0 < t <= _MAX_TE_MS for t in vals):
+        raise M1LoadError(
+            f"{CASE_JSON}: 'echo_times_ms' must hold echo times in ms, each above 0 and at "
+            f"most {_MAX_TE_MS:g} (got {_short(tes)})"
+        )
+    return vals
+
+
+def folder_label(folder: Path) -> str:
+    """A case label from a folder name; bytes that are not UTF-8 become ``\\xNN``.
+
+    A name that is not valid UTF-8 reaches Python with surrogate escapes, which
+    cannot be written to a UTF-8 file or printed; this keeps the label printable
+    and distinct.
+    """
+    return shown(folder.absolute().name)
 
 
 def _case_json_file(folder: Path, rel: str, key: str) -> Path:
@@ -168,7 +220,7 @@ def _from_names(folder: Path) -> CaseFiles:
     phasediff = [p for p in niftis if re.search(r"_phasediff\.nii", low[p])]
     if not phase and len(phasediff) == 1:
         phase = phasediff
-    qsm = [p for p in niftis if re.search(r"(_chimap|_qsm)\.nii", low[p])]
+    qsm = [p for p in niftis if re.search(r"(^|_)(chimap|qsm)\.nii", low[p])]
     mrsi: dict[str, Path] = {}
     for p in niftis:
         met = metabolite_name(p)
@@ -188,8 +240,15 @@ def _from_names(folder: Path) -> CaseFiles:
                 break
     mrsi = dict(sorted(mrsi.items(), key=lambda kv: _metabolite_rank(kv[0])))
     if len(qsm) > 1:
+        # A napari-m1 reconstruction (Chimap.nii.gz beside its qsm.json) wins over other maps.
+        own = [
+            p for p in qsm if low[p].startswith("chimap.nii") and (p.parent / "qsm.json").is_file()
+        ]
+        if len(own) == 1:
+            qsm = own
+    if len(qsm) > 1:
         raise M1LoadError(f"more than one QSM map: {', '.join(p.name for p in qsm)}")
-    label = subs[0] if subs else folder.name
+    label = subs[0] if subs else folder_label(folder)
     out = CaseFiles(folder, label, mag, phase, qsm[0] if qsm else None, mrsi)
     out.phase_difference = bool(phase) and phase == phasediff
     return out
@@ -416,10 +475,14 @@ def load_case(
     """
     f = Path(folder)
     if f.is_dir() and not (f / CASE_JSON).is_file():
-        from ._bids import is_bids_root
+        from ._bids import bids_parent, is_bids_root
         from ._folder import is_openable_folder, load_folder
 
-        if is_bids_root(f) or (not is_case_folder(f) and is_openable_folder(f)):
+        if (
+            is_bids_root(f)
+            or bids_parent(f) is not None
+            or (not is_case_folder(f) and is_openable_folder(f))
+        ):
             return load_folder(f, kinds=kinds, progress=progress)
     return load_case_files(find_case_files(folder), kinds=kinds)
 

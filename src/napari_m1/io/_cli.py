@@ -41,6 +41,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="also drop site fields and protocol names; print the identifying tags removed",
     )
     p.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
+    p.add_argument(
+        "--gzip", action="store_true", help="write .nii.gz (smaller, slower) instead of .nii"
+    )
     p.set_defaults(func=run_import)
     return p
 
@@ -64,6 +67,12 @@ def run_import(args: argparse.Namespace) -> int:
         for n in scan.notes:
             print(f"note: {n}", file=sys.stderr)
         return 0
+    from pathlib import Path
+
+    from .._files import check_outputs
+
+    # OUT_DIR is replaced wholesale (--force): it must not be, or hold, the source
+    check_outputs([args.out_dir], [args.source], trees=[Path(args.out_dir)])
     res = import_case(
         args.source,
         args.out_dir,
@@ -72,12 +81,13 @@ def run_import(args: argparse.Namespace) -> int:
         series=args.series,
         anonymise=args.anonymise,
         force=args.force,
+        gzip=args.gzip,
     )
     for n in res.notes:
         print(f"note: {n}", file=sys.stderr)
     if args.anonymise:
         removed = ", ".join(res.removed_tags) if res.removed_tags else "none present"
         print(f"removed identifying tags: {removed}")
-    n_img = sum(f.endswith(".nii.gz") for f in res.files)
+    n_img = sum(f.endswith((".nii", ".nii.gz")) for f in res.files)
     print(f"wrote {n_img} image(s) and case.json to {res.out}")
     return 0

@@ -567,6 +567,7 @@ def scan_dicom(folder: str | os.PathLike[str], *, progress: Progress | None = No
     frames: list[DicomFrame] = []
     ids: dict[str, set[str]] = {}
     headers: dict[str, dict[str, Any]] = {}
+    id_seen: set[str] = set()
     has_dicomdir = any(f.name.upper() == "DICOMDIR" for f in _walk(root))
     for n, f in enumerate(files):
         if progress is not None:
@@ -580,7 +581,10 @@ def scan_dicom(folder: str | os.PathLike[str], *, progress: Progress | None = No
         if sop == DICOMDIR_SOP:
             has_dicomdir = True
             continue
-        _collect_identifiers(ds, ids)
+        series_key = str(ds.get("SeriesInstanceUID", f.parent))
+        if series_key not in id_seen:  # identity is per study/series: read it once
+            id_seen.add(series_key)
+            _collect_identifiers(ds, ids)
         if "PixelData" not in ds and sop not in _IMAGE_SOPS:
             skipped[str(getattr(ds, "Modality", "") or sop or "unknown")] += 1
             continue

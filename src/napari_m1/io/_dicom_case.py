@@ -246,10 +246,11 @@ def load_dicom_case(
 
         return cb
 
+    n_scan = 0
     if scan is None:
         scan = scan_dicom(root, progress=stage(0))
+        n_scan = sum(s.n_files for s in scan.series)
     mag, ph, notes = choose_series(scan, gre=gre, phase=phase)
-    n_scan = sum(s.n_files for s in scan.series)
     total[0] = n_scan + mag.n_files + (ph.n_files if ph else 0)
     vols = [load_series(mag, progress=stage(n_scan))]
     if ph is not None:

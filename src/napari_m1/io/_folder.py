@@ -154,10 +154,12 @@ def load_folder(
     from ._case import load_case_files
 
     f = Path(folder)
-    from ._bids import is_bids_root, load_bids_case
+    from ._bids import bids_parent, is_bids_root, load_bids_case
 
     if is_bids_root(f):
         return load_bids_case(f)
+    if (bp := bids_parent(f)) is not None:  # a subject/session folder of a dataset
+        return load_bids_case(bp[0], subject=bp[1], session=bp[2] or None)
     copy = remembered_copy(f)
     if copy is not None:
         from ._case import find_case_files

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import M1LoadError
+from ..errors import M1Error, M1LoadError
 from ..geometry import canonical_reorientation, check_affine, voxel_sizes
 
 __all__ = [
@@ -90,21 +90,39 @@ def metabolite_name(path: str | os.PathLike[str]) -> str | None:
 def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The BIDS JSON sidecar next to a NIfTI file, or ``{}`` when there is none.
 
+    ``EchoTime`` / ``EchoTimes``, when present, are checked here: a positive finite
+    number or a non-empty list of them (seconds in BIDS; ``null`` counts as absent).
+
     Raises
     ------
     M1LoadError
-        When the sidecar exists but is not valid JSON.
+        One line naming the sidecar: not valid JSON (also nesting too deep, NaN),
+        not an object, or an echo time that is not a positive number.
     """
+    from .._files import read_user_json
+
     p = Path(path)
     side = p.with_name(_stem(p) + ".json")
     if not side.is_file():
         return {}
     try:
-        obj = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise M1LoadError(f"{side.name}: JSON sidecar is malformed ({exc})") from None
-    if not isinstance(obj, dict):
-        raise M1LoadError(f"{side.name}: JSON sidecar must hold an object")
+        obj = read_user_json(side)
+    except M1Error as exc:
+        raise M1LoadError(str(exc)) from None
+    for key in ("EchoTime", "EchoTimes"):
+        te = obj.get(key)
+        if te is None:
+            continue
+        vals = te if isinstance(te, list) else [te]
+        ok = bool(vals) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e6 for v in vals
+        )
+        if not ok:
+            shown_te = json.dumps(te)[:60]
+            raise M1LoadError(
+                f"{side.name}: {key} must be a positive number of seconds or a list of them, "
+                f"not {shown_te}"
+            )
     return obj
 
 

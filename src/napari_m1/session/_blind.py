@@ -1,4 +1,4 @@
-"""Blinding helpers: redact identifiers from text and logs; count active reading time."""
+"""Blinding helpers: redact identifiers from text and logs; strip a loaded case."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["ActiveTimer", "Redactor", "identifying_tokens"]
+__all__ = ["Redactor", "blind_case", "identifying_tokens"]
 
 REDACTED = "[case]"
 
 
 def identifying_tokens(case_folder: str | Path, extra: Iterable[str] = ()) -> list[str]:
-    """Strings that would identify a case: its path, folder names, file names and stems."""
+    """Strings that would identify a case: its path, folder names, file names and stems,
+    and the names, IDs, dates and site found in its DICOM headers and JSON sidecars."""
     p = Path(case_folder)
     toks: set[str] = {str(p), str(p.resolve())}
     toks.update(part for part in p.resolve().parts[-3:] if len(part) >= 3)
@@ -27,6 +28,10 @@ def identifying_tokens(case_folder: str | Path, extra: Iterable[str] = ()) -> li
             toks.update(m for m in re.findall(r"sub-[A-Za-z0-9]+", stem))
             toks.update(m[4:] for m in re.findall(r"sub-[A-Za-z0-9]{3,}", stem))
     toks.update(t for t in extra if t)
+    if p.is_dir():  # names, IDs, site in DICOM headers and JSON sidecars
+        from ..io._deid import identifying_values
+
+        toks.update(identifying_values(p))
     return sorted(
         (t for t in toks if len(t) >= 3 and t not in ("/", "anat")), key=len, reverse=True
     )
@@ -78,41 +83,6 @@ class Redactor(logging.Filter):
         record.msg = self.redact(record.getMessage())
         record.args = ()
         return True
-
-
-class ActiveTimer:
-    """Active time from activity events: gaps longer than ``idle_s`` count as idle.
-
-    ``touch(t)`` (monotonic seconds) returns the active seconds added since the last
-    touch: the whole gap when it is at most ``idle_s``, nothing otherwise (a lunch break
-    is not reading time).
-    """
-
-    def __init__(self, idle_s: float = 120.0) -> None:
-        self.idle_s = float(idle_s)
-        self._last: float | None = None
-        self.pending = 0.0
-
-    def touch(self, t: float) -> float:
-        """Record activity at time ``t``; returns the active seconds this adds."""
-        added = 0.0
-        if self._last is not None:
-            gap = t - self._last
-            if 0 < gap <= self.idle_s:
-                added = gap
-        self._last = t
-        self.pending += added
-        return added
-
-    def take(self) -> float:
-        """Accumulated, not yet stored active seconds (and reset them)."""
-        out, self.pending = self.pending, 0.0
-        return out
-
-    def reset(self) -> None:
-        """Forget the last activity (a new case starts)."""
-        self._last = None
-        self.pending = 0.0
 
 
 def blind_case(case: object, pseudonym: str, redactor: Redactor) -> object:

@@ -72,7 +72,17 @@ def run_report(args: argparse.Namespace) -> int:
     napari_m1.errors.M1Error
         Unusable input or an unwritable output folder.
     """
+    from pathlib import Path
+
+    from .._files import check_outputs
     from ._report import build_report
+
+    out = Path(args.out)  # no table, figure or page of the report may overwrite an input
+    check_outputs(
+        [out / "report.html"],
+        [args.readings, args.clinical, args.measurements],
+        trees=[out / "tables", out / "figures"],
+    )
 
     result = build_report(
         args.readings,

@@ -195,7 +195,8 @@ def _check_schema(df: pd.DataFrame, expected: str, path: Path) -> None:
         return
     found = sorted(set(df["schema"].unique()) - {"", expected})
     if found:
-        raise M1Error(f"{path.name}: schema {found[0]!r} is not supported (expected {expected!r})")
+        shown = str(found[0])[:60]  # a 200 kB cell must not become a 200 kB message
+        raise M1Error(f"{path.name}: schema {shown!r} is not supported (expected {expected!r})")
 
 
 def _binary(df: pd.DataFrame, col: str, source: str, issues: list[DataIssue]) -> pd.Series:

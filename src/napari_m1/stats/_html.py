@@ -360,10 +360,11 @@ squares; CIs after McGraw &amp; Wong (1996); subjects measured by every reader.<
 Penfield areas (face, hand, leg, foot) and hemispheres; normalised SI = mean of the GRE ROI
 <code>normalised_si</code> over the same slots at the chosen echo (reference slots
 excluded). <i>Pooled</i> = mean over readers.</li>
-<li><b>Mann–Whitney U</b>: scipy <code>mannwhitneyu</code>, two-sided; exact when both groups
-have ≤ 8 values and there are no ties, else asymptotic (normal approximation with tie and
-continuity corrections). The method used is in each row.</li>
-<li><b>Spearman's ρ</b>: scipy <code>spearmanr</code>, two-sided p (t approximation).</li>
+<li><b>Mann–Whitney U</b>: two-sided; exact (scipy <code>mannwhitneyu</code>) when both
+groups have ≤ 8 values and there are no ties, else asymptotic (normal approximation with tie
+and continuity corrections, scipy's formula). The method used is in each row.</li>
+<li><b>Spearman's ρ</b>: Pearson r of the average ranks, two-sided p from the t
+approximation (scipy <code>spearmanr</code>'s formulas).</li>
 <li><b>Missing data</b> are never imputed: each test uses the subjects with the values it
 needs and reports its n; anything excluded is listed under "Data issues".</li>
 </ul>

@@ -1,0 +1,75 @@
+"""Quantitative susceptibility mapping (QSM) from multi-echo GRE — pure numpy/scipy/skimage.
+
+One public function per stage (QSM-CI contract: magnitude + phase + mask -> total field ->
+local field -> chi, all fields in ppm):
+
+- inputs: :func:`load_case_input`, :class:`QSMInput`, :func:`b0_direction`
+- mask: :func:`brain_mask` (Otsu ∩ phase quality)
+- phase offset and echo combination: :func:`mcpc3ds_offset`, :func:`combine_echoes`
+- unwrapping: :func:`unwrap_path` (exact), :func:`unwrap_laplacian` (fast),
+  :func:`template_unwrap`
+- background removal: :func:`vsharp`
+- dipole inversion: :func:`tkd`, :func:`tv_admm`
+- referencing: :func:`reference_mean`
+- the whole chain: :func:`run_qsm` with :data:`PRESETS`; :func:`write_qsm_outputs`
+- metrics: :func:`nrmse`, :func:`hfen`, :func:`xsim`, :func:`fraction_outside`,
+  :func:`roi_fraction_outside`
+
+No Qt, no napari (``napari_m1._qt.qsm_widget`` is the dock).
+"""
+
+from __future__ import annotations
+
+from ._background import vsharp, vsharp_radii
+from ._common import Cancelled
+from ._dipole import tkd, tv_admm
+from ._fourier import dipole_kernel, pad_shape
+from ._inputs import QSMInput, b0_direction, input_from_arrays, load_case_input, voxel_size_mm
+from ._mask import brain_mask, phase_quality
+from ._metrics import fraction_outside, hfen, nrmse, roi_fraction_outside, xsim
+from ._output import OUTPUT_FILES, write_qsm_outputs
+from ._phase import (
+    combine_echoes,
+    field_ppm_from_omega,
+    mcpc3ds_offset,
+    template_unwrap,
+    unwrap_laplacian,
+    unwrap_path,
+)
+from ._pipeline import PRESETS, QSMParams, QSMResult, reference_mean, run_qsm, total_field
+
+__all__ = [
+    "OUTPUT_FILES",
+    "PRESETS",
+    "Cancelled",
+    "QSMInput",
+    "QSMParams",
+    "QSMResult",
+    "b0_direction",
+    "brain_mask",
+    "combine_echoes",
+    "dipole_kernel",
+    "field_ppm_from_omega",
+    "fraction_outside",
+    "hfen",
+    "input_from_arrays",
+    "load_case_input",
+    "mcpc3ds_offset",
+    "nrmse",
+    "pad_shape",
+    "phase_quality",
+    "reference_mean",
+    "roi_fraction_outside",
+    "run_qsm",
+    "template_unwrap",
+    "tkd",
+    "total_field",
+    "tv_admm",
+    "unwrap_laplacian",
+    "unwrap_path",
+    "voxel_size_mm",
+    "vsharp",
+    "vsharp_radii",
+    "write_qsm_outputs",
+    "xsim",
+]
