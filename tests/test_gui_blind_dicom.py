@@ -85,7 +85,7 @@ def _is_dicom(study: Path, pseudonym: str) -> bool:
 
     st = Study(study)
     try:
-        path = next(r["path"] for r in st.store.all_reads() if r["pseudonym"] == pseudonym)
+        path = next(r["path"] for r in st.reads() if r["pseudonym"] == pseudonym)
     finally:
         st.close()
     return Path(path).name.startswith("dicom")
