@@ -192,7 +192,8 @@ def write_base(base: Path) -> None:
     for k in ("K1", "K2"):
         shutil.copytree(case, sr / k)
     shutil.copy(base / "cases.csv", sr / "cases.csv")
-    create_study(sr / "study", sr / "cases.csv", ["R1", "R2"]).close()
+    key = sr / "coordinator.key"
+    create_study(sr / "study", sr / "cases.csv", ["R1", "R2"], coordinator_key=key).close()
 
     import sys
 

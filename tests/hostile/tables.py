@@ -155,7 +155,8 @@ def _export(*extra: str, out: str = "out/readings.csv"):
     def build(w: Work) -> list[str]:
         st = w.study()
         more = [str(w.root / x) if x.startswith("out/") else x for x in extra]
-        return ["study", "export", str(st), "--out", str(w.root / out), *more]
+        key = ["--coordinator-key", str(w.root / "coordinator.key")]
+        return ["study", "export", str(st), "--out", str(w.root / out), *key, *more]
 
     return build
 
@@ -165,6 +166,7 @@ def _unblind(key: str | None = None, out: str = "out/unblinded.csv", clinical: s
         st = w.study()
         k = w.file("key.csv", key) if key is not None else w.root / "cases.csv"
         argv = ["study", "unblind", str(st), "--key", str(k), "--out", str(w.root / out)]
+        argv += ["--coordinator-key", str(w.root / "coordinator.key")]
         if clinical is not None:
             argv += ["--clinical", str(w.file("clin.csv", clinical))]
         return argv
@@ -174,6 +176,13 @@ def _unblind(key: str | None = None, out: str = "out/unblinded.csv", clinical: s
 
 add("export-valid", _export(), expect=0)
 add("export-out-is-db", _export(out="study/study.sqlite"), expect=2, why="item 6")
+add(
+    "export-out-is-coordinator-key",
+    _export(out="coordinator.key"),
+    expect=2,
+    match="coordinator.key: is an input of this command",
+    why="item 6",
+)
 add("export-out-is-study-json", _export(out="study/study.json"), expect=2, why="item 6")
 add(
     "export-out-equals-measurements",
