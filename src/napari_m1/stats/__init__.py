@@ -1,8 +1,10 @@
 """Reader statistics and the study report (``napari-m1 report``).
 
-Pure computation: pandas, scipy.stats, statsmodels and matplotlib (Agg canvas);
-nothing here imports Qt. Heavy libraries are imported inside the functions that
-need them, so importing this package is cheap.
+Pure computation: numpy, pandas, ``scipy.special`` and matplotlib (Agg canvas);
+nothing here imports Qt or napari. Heavy libraries are imported inside the functions
+that need them, so importing this package is cheap; the report command imports
+neither statsmodels nor ``scipy.stats`` (see docs/report.md, "Methods"). One concept
+per module — see the code map in docs/report.md.
 
 Typical use::
 
