@@ -352,3 +352,28 @@ def test_tv_gradient_and_its_adjoint():
         adj = np.zeros_like(x)
         _add_adjoint_diff(y.copy(), ax, np.float32(2), adj)
         assert np.isclose((g * y).sum(), (x * adj).sum(), rtol=1e-4)
+
+
+def test_roi_fraction_outside_uses_exact_areas():
+    from napari_m1.annotation import roi_annotation
+    from napari_m1.qsm import roi_fraction_outside
+
+    # napari order (S, A, R) with 0.25 mm pixels, 2 mm slices.
+    aff = np.zeros((4, 4))
+    aff[:3, :3] = [[0, 0, 0.25], [0, 0.25, 0], [2.0, 0, 0]]
+    aff[3, 3] = 1
+    mask = np.zeros((4, 80, 80), bool)
+    mask[:, :, :40] = True  # pixels 0..39 cover x < 9.875 mm
+    roi = roi_annotation("L_m1_roi", [9.875, 10.0, 2.0], [1.0, 0, 0], [0, 1.0, 0])
+    f = roi_fraction_outside(roi.centre_ras, roi.semi_axes_ras, mask, aff)
+    assert f == pytest.approx(0.5, abs=1e-3)  # the circle is cut through its centre
+    shifted = roi_annotation("L_m1_roi", [10.0, 10.0, 2.0], [1.0, 0, 0], [0, 1.0, 0])
+    # chord 0.125 mm from the centre of a 1 mm circle: 1/2 + (asin(h) + h sqrt(1 - h^2)) / pi
+    h = 0.125
+    want = 0.5 + (math.asin(h) + h * math.sqrt(1 - h * h)) / math.pi
+    got = roi_fraction_outside(shifted.centre_ras, shifted.semi_axes_ras, mask, aff)
+    assert got == pytest.approx(want, abs=2e-3)
+    mask[:] = True
+    assert roi_fraction_outside(roi.centre_ras, roi.semi_axes_ras, mask, aff) == pytest.approx(0)
+    far = roi_annotation("x", [10.0, 10.0, 50.0], [1.0, 0, 0], [0, 1.0, 0])
+    assert roi_fraction_outside(far.centre_ras, far.semi_axes_ras, mask, aff) == 1.0

@@ -226,8 +226,10 @@ def total_field(
             if progress:
                 progress(0.7 + 0.25 * (e + 1) / len(tes), f"echo {e + 1} unwrapped")
         del phi0
+    check_cancel(cancel)
     omega = combine_echoes(inp.mag, unwrapped, tes, method=params.combine)
     del unwrapped
+    check_cancel(cancel)
     field_ppm = field_ppm_from_omega(omega, inp.b0_tesla)
     field_ppm[~mask] = 0
     if progress:

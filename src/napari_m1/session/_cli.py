@@ -112,7 +112,9 @@ def _cmd_verify(st: Any, args: argparse.Namespace) -> int:
 def _cmd_export(st: Any, args: argparse.Namespace) -> int:
     from .._files import check_outputs
 
-    check_outputs([args.out, args.measurements], _study_files(args.study_dir))
+    check_outputs(
+        [args.out, args.measurements], [*_study_files(args.study_dir), args.coordinator_key]
+    )
     check_outputs([args.measurements], [args.out])
     st.export_readings(args.out)
     msg = f"wrote {args.out}"
@@ -129,7 +131,10 @@ def _cmd_export(st: Any, args: argparse.Namespace) -> int:
 def _cmd_unblind(st: Any, args: argparse.Namespace) -> int:
     from .._files import check_outputs
 
-    check_outputs([args.out], [args.key, args.clinical, *_study_files(args.study_dir)])
+    check_outputs(
+        [args.out],
+        [args.key, args.clinical, args.coordinator_key, *_study_files(args.study_dir)],
+    )
     st.unblind(args.key, args.out, clinical_csv=args.clinical)
     print(f"wrote {args.out} (unblinded; logged)")
     return 0
