@@ -85,6 +85,7 @@ def test_bids_listing_subjects_sessions_and_derivatives(tmp_path, phantom_with_p
         load_bids_case(root, subject="07")
 
 
+@pytest.mark.slow
 def test_import_bids_subject(tmp_path, phantom_with_phase, capsys):
     root = _make_bids(tmp_path / "bids", phantom_with_phase)
     out = tmp_path / "case"
