@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._reading import get_reading_tools
 from .._viewer import (
     StagedCaseLayers,
     add_case_layers,
@@ -74,6 +75,7 @@ class CaseWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.orientation = get_orientation(napari_viewer)
+        get_reading_tools(napari_viewer)  # slice keys, window/level drag, hover readout
         self._worker: Any = None
         self._staged: StagedCaseLayers | None = None
 
