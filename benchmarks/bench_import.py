@@ -13,7 +13,7 @@ Series (synthesized with pydicom, Siemens-style classic single-frame files): a
   (what a dcm2niix-based importer would need before napari can show anything);
 * ``napari-m1 load``: ``load_dicom_case`` -- header scan, grouping, pixels straight
   into the layer arrays (what dropping the folder on napari does);
-* ``napari-m1 import``: ``napari-m1 import`` to a case folder (gzip NIfTI + sidecars);
+* ``napari-m1 import``: ``napari-m1 import`` to a case folder (.nii + sidecars);
 * ``napari-m1 load (warm scan)``: pixels only, the header scan reused (the dock's
   series picker has scanned already).
 
@@ -147,7 +147,7 @@ def main() -> int:
         ("dcm2niix + load arrays", _timeit(dcm2niix_and_load, args.repeats)),
         ("napari-m1 load (scan + pixels)", _timeit(m1_load, args.repeats)),
         ("napari-m1 load (warm scan)", _timeit(m1_warm, args.repeats)),
-        ("napari-m1 import (.nii.gz)", _timeit(m1_import, args.repeats)),
+        ("napari-m1 import (.nii)", _timeit(m1_import, args.repeats)),
     ]
     base = statistics.median(rows[0][1])
     print(f"{'step':34s} {'median s':>9s} {'min s':>7s} {'vs dcm2niix':>12s}")

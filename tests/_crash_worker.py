@@ -125,13 +125,12 @@ def stored_state(sess: Any, pseudonym: str) -> dict[str, Any]:
     """A read's state as the store has it (public session API + the stored active time)."""
     info = next(r for r in sess.reads() if r.pseudonym == pseudonym)
     ans = sess.answers(pseudonym)
-    row = sess.store.read_of(sess.reader, pseudonym)
     return {
         "status": info.status,
         "locked": info.locked,
         **{k: ans[k] for k in ANSWERS},
         "comment": ans["comment"],
-        "active_time_s": float(row["active_time_s"]),
+        "active_time_s": sess.active_time_s(pseudonym),
         "annotations": {a["slot"]: a for a in sess.annotations(pseudonym)},
     }
 
@@ -257,5 +256,30 @@ def serve(study_dir: str, journal_dir: str) -> None:
         print(f"exit {os.waitstatus_to_exitcode(status)}", flush=True)
 
 
+def unblind(study_dir: str, key_csv: str, out: str, kill_after_publish: bool) -> None:
+    """Run ``Study.unblind``; with ``kill_after_publish`` SIGKILL this process the moment
+    the output file has been renamed into place (before the completion entry)."""
+    import signal
+
+    import napari_m1.session._coordinator as coordinator
+    from napari_m1.session import Study
+
+    if kill_after_publish:
+        real = coordinator.atomic_write_text
+
+        def write_then_die(*args: Any, **kwargs: Any) -> Any:
+            real(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        coordinator.atomic_write_text = write_then_die
+    st = Study(study_dir)
+    print("ready", flush=True)
+    st.unblind(key_csv, out)
+    st.close()
+
+
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--unblind":
+        unblind(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "kill")
+    else:
+        serve(sys.argv[1], sys.argv[2])

@@ -253,3 +253,72 @@ def test_worker_resumes_from_the_store_alone(tmp_path, torn):
         server.close()
     assert jp.read_text(encoding="utf-8").splitlines(keepends=True) == lines
     assert _check(study / "study.sqlite", jp, "R1") == "between calls"
+
+
+# ----------------------------------------------------------------------------- unblinding
+
+
+def _unblind(study: Path, out: Path, mode: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), "--unblind", str(study),
+         str(study.parent / "cases.csv"), str(out), mode],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _coordinator_events(db: Path) -> list[tuple[str, dict]]:
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT event, details FROM audit WHERE actor = 'coordinator'")
+        return [(e, json.loads(d)) for e, d in rows.fetchall()]
+    finally:
+        con.close()
+
+
+def test_sigkill_after_the_unblinded_file_appears_is_visible_to_verify(tmp_path, capsys):
+    study = _make_study(tmp_path, n_cases=3)
+    out = tmp_path / "unblinded.csv"
+    proc = _unblind(study, out, "kill")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, err
+    assert out.is_file()  # the complete file was published ...
+    events = _coordinator_events(study / "study.sqlite")
+    assert [e for e, _ in events] == ["study_init", "unblind_started"]  # ... after its intent
+    assert events[1][1]["file"] == "unblinded.csv"
+    st = Study(study)
+    res = st.verify()
+    st.close()
+    assert res.ok  # the log is intact and honest ...
+    (warning,) = res.warnings  # ... and says what happened
+    assert warning.startswith("unblind started (entry 2, file unblinded.csv), no completion")
+    capsys.readouterr()
+    assert main(["study", "verify", str(study)]) == 0
+    assert "warning: unblind started (entry 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_of_unblinding_never_leaves_an_unlogged_file(tmp_path):
+    study = _make_study(tmp_path, n_cases=3)
+    db = study / "study.sqlite"
+    rng = random.Random(SEED)
+    seen = Counter()
+    for i in range(12):
+        out = tmp_path / f"u{i}.csv"
+        proc = _unblind(study, out, "run")
+        assert proc.stdout.readline().strip() == "ready"  # imports done, study open
+        time.sleep(rng.uniform(0.0, 0.05))
+        proc.kill()
+        proc.communicate(timeout=60)
+        started = {d["file"] for e, d in _coordinator_events(db) if e == "unblind_started"}
+        done = {d["file"] for e, d in _coordinator_events(db) if e == "unblind"}
+        if out.exists():
+            assert out.name in started  # a file never exists without its intent entry
+        seen["file" if out.exists() else "no file"] += 1
+        seen["completed" if out.name in done else "not completed"] += 1
+        st = Study(study)
+        res = st.verify()
+        st.close()
+        assert res.ok, res.problems
+        n_open = len(started - done)
+        assert len(res.warnings) == n_open
+    assert sum(seen.values()) == 24, seen

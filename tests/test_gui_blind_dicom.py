@@ -18,7 +18,7 @@ from napari_m1.io._dicom_synth import write_dicom_series
 from napari_m1.phantom import write_phantom_case
 from napari_m1.session import identifying_tokens
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 DICOM_TOKENS = {
     "PatientName": "Smithtoken^Johntoken",
@@ -85,7 +85,7 @@ def _is_dicom(study: Path, pseudonym: str) -> bool:
 
     st = Study(study)
     try:
-        path = next(r["path"] for r in st.store.all_reads() if r["pseudonym"] == pseudonym)
+        path = next(r["path"] for r in st.reads() if r["pseudonym"] == pseudonym)
     finally:
         st.close()
     return Path(path).name.startswith("dicom")

@@ -89,8 +89,15 @@ def yes(monkeypatch):
 def _start(rw, qtbot, study, reader):
     rw.study_edit.setText(str(study))
     rw.reader_edit.setText(reader)
-    qtbot.mouseClick(rw.start_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(rw.case_opened, timeout=60_000):  # loads in a worker thread
+        qtbot.mouseClick(rw.start_button, Qt.MouseButton.LeftButton)
     assert rw.session is not None and rw.session.reader == reader
+
+
+def _click_and_wait(rw, qtbot, button):
+    """Click a navigation button and wait until the case it opens is on screen."""
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not rw.loading, timeout=60_000)
 
 
 def _read_case(rw, aw, qtbot, answers, truth):
@@ -103,16 +110,14 @@ def _read_case(rw, aw, qtbot, answers, truth):
     ctl.place_roi_at(ctl.ras_to_world(hand["centre_ras_mm"]), slot="L_hand_roi")
     p1, p2 = hand["caliper_ras_mm"]
     ctl.place_caliper(ctl.ras_to_world(p1), ctl.ras_to_world(p2), slot="L_hand_caliper")
-    qtbot.mouseClick(rw.submit_button, Qt.MouseButton.LeftButton)
+    _click_and_wait(rw, qtbot, rw.submit_button)
 
 
 def _truth_of(study, reader, pseudonym):
     st = Study(study)
     try:
         path = next(
-            r["path"]
-            for r in st.store.all_reads()
-            if r["reader"] == reader and r["pseudonym"] == pseudonym
+            r["path"] for r in st.reads() if r["reader"] == reader and r["pseudonym"] == pseudonym
         )
     finally:
         st.close()
@@ -316,7 +321,7 @@ def test_locked_read_is_refused_and_logged(make_napari_viewer, study_cases, tmp_
         truth,
     )
     assert rw.pseudonym != first
-    qtbot.mouseClick(rw.prev_button, Qt.MouseButton.LeftButton)  # back-navigation allowed
+    _click_and_wait(rw, qtbot, rw.prev_button)  # back-navigation allowed
     assert rw.pseudonym == first
     assert not rw.form_box.isEnabled() and not rw.submit_button.isEnabled()
     assert "locked" in rw.state_label.text()
@@ -329,7 +334,7 @@ def test_locked_read_is_refused_and_logged(make_napari_viewer, study_cases, tmp_
     with pytest.raises(Exception, match="locked"):
         rw.session.set_answer(first, "confidence", 1)
     st = Study(study)
-    events = [(a["event"], a["pseudonym"]) for a in st.store.audit_rows()]
+    events = [(a["event"], a["pseudonym"]) for a in st.audit_rows()]
     st.close()
     assert events.count(("refused", first)) == 2, [e for e in events if e[1] == first][-6:]
     # the refused ROI never reached the display either
@@ -337,3 +342,89 @@ def test_locked_read_is_refused_and_logged(make_napari_viewer, study_cases, tmp_
     rw.close_session()
     np.testing.assert_equal(len(before), 2)
     shutil.rmtree(study)
+
+
+def test_dock_messages_one_at_a_time_and_incomplete_protocol_asks(
+    make_napari_viewer, study_cases, tmp_path, qtbot, monkeypatch, shots
+):
+    study = _new_study(study_cases, tmp_path)
+    asked: list[str] = []
+
+    def question(parent, title, text, *a, **k):
+        asked.append(text)
+        return QMessageBox.StandardButton.No
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    viewer = make_napari_viewer(show=True)
+    rw, _aw, _ = _dock(viewer)
+    _start(rw, qtbot, study, "R1")
+    first = rw.pseudonym
+    qtbot.mouseClick(rw.submit_button, Qt.MouseButton.LeftButton)  # nothing answered
+    assert "Answer hypointensity, thinning, als consistent, confidence" in rw.message_label.text()
+    for field, value in {"hypointensity": 1, "thinning": 1, "als_consistent": 1,
+                         "confidence": 3}.items():  # fmt: skip
+        qtbot.mouseClick(rw.groups[field].button(value), Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(rw.submit_button, Qt.MouseButton.LeftButton)  # no ROI placed at all
+    (text,) = asked
+    assert text.startswith("17 protocol slot(s) are not annotated:") and "L_hand_roi" in text
+    assert rw.pseudonym == first and not rw.session.is_locked(first)  # the reader said no
+    _click_and_wait(rw, qtbot, rw.next_button)
+    assert rw.message_label.text() == ""  # the old error stayed with the old case
+    for _ in range(N_CASES - 2):
+        _click_and_wait(rw, qtbot, rw.next_button)
+    assert rw.header.text().startswith(f"Case {N_CASES} of {N_CASES}")
+    qtbot.mouseClick(rw.next_button, Qt.MouseButton.LeftButton)
+    msg = rw.message_label.text()
+    assert "This is the last case of your list." in msg and "Not submitted yet: case 1," in msg
+    assert "in progress" in rw.state_label.text() and "All" not in rw.header.text()
+    viewer.window.screenshot(str(shots / "reader-last-case.png"), canvas_only=False)
+    rw.close_session()
+
+
+def test_dock_keeps_an_answer_the_database_refuses_and_retries(
+    make_napari_viewer, study_cases, tmp_path, qtbot, shots
+):
+    from sqlalchemy import event
+
+    study = _new_study(study_cases, tmp_path)
+    viewer = make_napari_viewer(show=True)
+    rw, _aw, _ = _dock(viewer)
+    _start(rw, qtbot, study, "R2")
+    p = rw.pseudonym
+    engine = rw.session._store._db.engine
+
+    def read_only(dbapi_conn, record):  # SQLite refuses every write: SQLITE_READONLY
+        dbapi_conn.execute("PRAGMA query_only = ON")
+
+    event.listen(engine, "connect", read_only)
+    engine.dispose()
+    qtbot.mouseClick(rw.groups["confidence"].button(5), Qt.MouseButton.LeftButton)
+    msg = rw.message_label.text()
+    assert "Not saved: the study database study.sqlite is read-only" in msg
+    assert "kept on screen and retried" in msg
+    assert rw.groups["confidence"].checkedId() == 5  # the answer stays on screen
+    qtbot.mouseClick(rw.next_button, Qt.MouseButton.LeftButton)
+    assert rw.pseudonym == p and "not saved yet" in rw.message_label.text()
+    viewer.window.screenshot(str(shots / "reader-readonly.png"), canvas_only=False)
+    event.remove(engine, "connect", read_only)
+    engine.dispose()
+    qtbot.waitUntil(lambda: not rw.reader_ctl.pending, timeout=15_000)  # the 5 s retry
+    assert rw.message_label.text().count("Saved") == 1
+    assert rw.session.answers(p)["confidence"] == 5
+    rw.close_session()
+
+
+@pytest.mark.parametrize("hidden", [True, False])
+def test_study_setting_hides_live_numbers_from_the_reader(
+    make_napari_viewer, study_cases, tmp_path, qtbot, hidden
+):
+    measurement_widget = pytest.importorskip("napari_m1._qt.measurement_widget")
+    if not hasattr(measurement_widget, "set_numbers_hidden"):
+        pytest.skip("measurement dock without the hide-numbers mode")
+    study = _new_study(study_cases, tmp_path, *(["--hide-numbers"] if hidden else []))
+    viewer = make_napari_viewer(show=True)
+    rw, _aw, _ = _dock(viewer)
+    _, mw = viewer.window.add_plugin_dock_widget("napari-m1", "M1 measurements")
+    _start(rw, qtbot, study, "R1")
+    assert mw.hide_numbers is hidden
+    rw.close_session()

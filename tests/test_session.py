@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from conftest import study_sql
 from napari_m1.annotation import caliper_annotation, roi_annotation
 from napari_m1.cli import main
 from napari_m1.errors import M1Error
 from napari_m1.session import ANSWER_FIELDS, LockedError, ReaderSession, ReadInfo, Study
-from napari_m1.session._store import audit_hash
+from napari_m1.session._db import audit_hash
+
+#: Every test here runs on SQLite and on a real PostgreSQL server (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("study_backend")
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "csv-schemas.md"
 FULL_FORM = {"hypointensity": 1, "thinning": 0, "als_consistent": 1, "confidence": 4}
@@ -52,7 +56,7 @@ def _reads(study: Path) -> list[dict]:
     """Coordinator view of every read (with case_id), in reader, read_no order."""
     st = Study(study)
     try:
-        return st.store.all_reads()
+        return st.reads()
     finally:
         st.close()
 
@@ -64,7 +68,7 @@ def _order(study: Path, reader: str) -> list[str]:
 def _audit(study: Path) -> list[dict]:
     st = Study(study)
     try:
-        return st.store.audit_rows()
+        return st.audit_rows()
     finally:
         st.close()
 
@@ -83,12 +87,7 @@ def _fill(sess: ReaderSession, pseudonym: str, form: dict | None = None) -> None
 
 
 def _sql(study: Path, statement: str, *params) -> None:
-    con = sqlite3.connect(study / "study.sqlite")
-    try:
-        con.execute(statement, params)
-        con.commit()
-    finally:
-        con.close()
+    study_sql(study, statement, *params)  # SQLite or PostgreSQL, behind napari-m1's back
 
 
 # ----------------------------------------------------------------------------- study init
@@ -98,7 +97,7 @@ def test_init_gives_every_reader_all_cases_then_hidden_repeats(tmp_path, capsys)
     study = _study(tmp_path, 6, "--repeat-fraction", "0.5", "--seed", "3")
     assert "2 reader(s), 18 reads" in capsys.readouterr().out
     st = Study(study)
-    case_pseudo = {c["case_id"]: c["pseudonym"] for c in st.store.cases()}
+    case_pseudo = {c["case_id"]: c["pseudonym"] for c in st.cases()}
     st.close()
     reads = _reads(study)
     repeat_pseudos = []
@@ -217,8 +216,8 @@ def test_init_refuses_an_existing_study_unless_forced(tmp_path, capsys):
     st = Study(study)
     try:
         assert st.study_id != old_id and st.readers == ["R7"]
-        assert len(st.store.all_reads()) == 3
-        assert [a["event"] for a in st.store.audit_rows()] == ["study_init"]
+        assert len(st.reads()) == 3
+        assert [a["event"] for a in st.audit_rows()] == ["study_init"]
     finally:
         st.close()
 
@@ -258,6 +257,7 @@ def test_cases_csv_from_excel_bom_crlf_and_spaces_is_accepted(tmp_path):
     }
 
 
+@pytest.mark.sqlite_only
 def test_database_url_in_study_json_is_used(tmp_path):
     """study.json may point at another database (a PostgreSQL URL in a multi-site study)."""
     study = _study(tmp_path, 2, readers="R1")
@@ -545,7 +545,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
 def test_export_is_blinded_and_unblind_joins_key_and_clinical(tmp_path, capsys):
     study = _busy_study(tmp_path)
     st = Study(study)
-    cases = {c["pseudonym"]: c["case_id"] for c in st.store.cases()}
+    cases = {c["pseudonym"]: c["case_id"] for c in st.cases()}
     st.close()
     documented = _documented_readings_columns()
     assert documented[-1] == "case_id"
@@ -602,16 +602,25 @@ def test_export_is_blinded_and_unblind_joins_key_and_clinical(tmp_path, capsys):
     assert "case ids do not match this study (1 differ)" in _error_line(capsys)
     assert not bad.exists()
 
+    # each publication: intent committed first, completion (with the file's hash) after
     events = [a for a in _audit(study) if a["actor"] == "coordinator"]
-    assert [a["event"] for a in events] == ["study_init", "export", "unblind"]
-    assert json.loads(events[1]["details"]) == {"what": "readings", "rows": 12}
-    assert json.loads(events[2]["details"]) == {"rows": 12, "clinical": True}
+    assert [a["event"] for a in events] == [
+        "study_init", "export_started", "export", "unblind_started", "unblind"
+    ]  # fmt: skip
+    det = [json.loads(e["details"]) for e in events]
+    assert det[1] == {"what": "readings", "rows": 12, "file": "readings.csv", "op": det[1]["op"]}
+    assert det[2] == {**det[1], "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
+    assert det[4] == {
+        "rows": 12, "clinical": True, "file": "u.csv", "op": det[3]["op"],
+        "sha256": hashlib.sha256(u.read_bytes()).hexdigest(),
+    }  # fmt: skip
+    assert det[1]["op"] != det[3]["op"]
 
 
 def test_unblind_keeps_reader_columns_when_clinical_columns_share_a_name(tmp_path):
     study = _busy_study(tmp_path)
     st = Study(study)
-    cases = [c["case_id"] for c in st.store.cases()]
+    cases = [c["case_id"] for c in st.cases()]
     clinical = tmp_path / "clinical.csv"
     clinical.write_text(
         "case_id,group,comment,status\n" + "".join(f"{c},als,clinic note,alive\n" for c in cases),
@@ -676,7 +685,8 @@ def test_export_measurements_uses_pseudonyms_and_stored_annotations(
     assert "PHANTOM-A" not in text and "phantomcontrol1" not in text
     assert str(phantom_case) not in text
     ev = [json.loads(a["details"]) for a in _audit(study) if a["event"] == "export"]
-    assert ev == [{"what": "readings", "rows": 2}, {"what": "measurements", "rows": len(rows)}]
+    assert [(e["what"], e["rows"]) for e in ev] == [("readings", 2), ("measurements", len(rows))]
+    assert ev[1]["skipped"] == 0
 
 
 # ----------------------------------------------------------------------------- added by the lead
@@ -704,7 +714,7 @@ def _study_with_answers(tmp_path):
     st = Study(tmp_path / "st")
     assert st.verify().ok
     st.close()
-    return tmp_path / "st" / "study.sqlite", p
+    return tmp_path / "st", p
 
 
 @pytest.mark.parametrize(
@@ -717,15 +727,10 @@ def _study_with_answers(tmp_path):
     ],
 )
 def test_verify_catches_data_changed_behind_the_log(tmp_path, sql, word):
-    import sqlite3
-
     from napari_m1.session import Study
 
-    db, _p = _study_with_answers(tmp_path)
-    con = sqlite3.connect(db)
-    con.execute(sql)
-    con.commit()
-    con.close()
+    study, _p = _study_with_answers(tmp_path)
+    study_sql(study, sql)
     st = Study(tmp_path / "st")
     res = st.verify()
     st.close()
@@ -754,7 +759,7 @@ def test_hidden_repeats_keep_a_distance(tmp_path):
         tmp_path / "st", tmp_path / "cases.csv", ["R1", "R2"], seed=5, repeat_fraction=0.25
     )
     for reader in ("R1", "R2"):
-        reads = [r for r in st.store.all_reads() if r["reader"] == reader]
+        reads = [r for r in st.reads() if r["reader"] == reader]
         first = {r["pseudonym"]: r["read_no"] for r in reads if not r["is_repeat"]}
         reps = [r for r in reads if r["is_repeat"]]
         assert len(reps) == 3

@@ -78,6 +78,8 @@ class ReadingTools:
         self._readout: Any = None
         self.readout_text = ""
         self.min_projection_slices = 0
+        self._side_by_side = False
+        self._saved_visibility: dict[int, bool] = {}
         if bind_keys:
             for key, step in KEYS.items():
                 viewer.bind_key(key, self._key_handler(step), overwrite=True)
@@ -353,9 +355,36 @@ class ReadingTools:
         self.viewer.dims.thickness = tuple(thick)
 
     def set_side_by_side(self, on: bool) -> None:
-        """GRE and QSM side by side (napari grid), or back to one view."""
-        qsm = [ly for ly in m1_layers(self.viewer) if _kind(ly) == "qsm"]
-        if on:
-            for ly in qsm:
-                ly.visible = True
-        self.viewer.grid.enabled = bool(on)
+        """GRE (with the annotations) and QSM side by side in napari's grid, or back.
+
+        Other maps are hidden meanwhile and the QSM is moved to the top of the layer
+        list, so the grid's two views are [GRE + annotations] and [QSM]; switching
+        off restores the order and every layer's visibility.
+        """
+        layers = self.viewer.layers
+        maps = [ly for ly in m1_layers(self.viewer) if _kind(ly) != "annotations"]
+        qsm = next((ly for ly in maps if _kind(ly) == "qsm"), None)
+        gre = reference_layer(self.viewer)
+        if on and not self._side_by_side and qsm is not None and gre is not None:
+            self._saved_visibility = {id(ly): ly.visible for ly in layers}
+            for ly in maps:
+                ly.visible = ly is gre or ly is qsm
+            layers.move(layers.index(qsm), len(layers))
+            # napari groups layers i // stride: every layer but the top one (the QSM)
+            self.viewer.grid.stride = len(layers) - 1
+            self.viewer.grid.enabled = True
+            self._side_by_side = True
+        elif not on and self._side_by_side:
+            self.viewer.grid.enabled = False
+            self.viewer.grid.stride = 1
+            if qsm is not None and gre is not None:
+                layers.move(layers.index(qsm), layers.index(gre) + 1)
+            for ly in layers:
+                if id(ly) in self._saved_visibility:
+                    ly.visible = self._saved_visibility[id(ly)]
+            self._side_by_side = False
+
+    @property
+    def side_by_side(self) -> bool:
+        """True while the GRE and QSM are shown side by side."""
+        return self._side_by_side

@@ -1,17 +1,17 @@
 """Dock widget "Reader session": one reader's blinded pass through a study.
 
 The reader enters the study folder and their reader id; the dock shows "case k of
-N" and the pseudonym only, loads the case with identifiers stripped, stores every
-answer and annotation change in the study database at once, counts active time
-(idle gaps over the study's threshold are not counted), and locks a case when it
-is submitted. Closing napari and reopening the session resumes where it stopped.
+N" and the pseudonym only. All decisions (which case, may it be submitted, what the
+message line says) are made by the Qt-free
+:class:`~napari_m1.session.ReaderController`; this module wires it to buttons and to
+the viewer. Cases load in a worker thread with a busy bar, and the next case is
+prefetched while the reader works, so the window stays responsive at a case change.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QMessageBox,
     QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QRadioButton,
     QVBoxLayout,
@@ -35,15 +36,7 @@ from qtpy.QtWidgets import (
 from .._annotate import get_controller
 from .._viewer import add_case_layers, get_orientation, m1_layers
 from ..errors import M1Error
-from ..session import (
-    ActiveTimer,
-    LockedError,
-    ReaderSession,
-    Redactor,
-    SessionAnnotationStore,
-    blind_case,
-    identifying_tokens,
-)
+from ..session import ReaderController, ReaderSession, Redactor, SessionAnnotationStore
 
 if TYPE_CHECKING:
     import napari
@@ -58,6 +51,8 @@ YES_NO_QUESTIONS = (
     ("als_consistent", "Consistent with ALS / UMN involvement"),
 )
 FLUSH_MS = 10_000
+RETRY_MS = 5_000
+COLOURS = {"error": "#ff6b5e", "info": "#9fd0ff"}
 
 
 def _on_destroyed(redactor: Redactor, *args: Any) -> None:
@@ -83,11 +78,9 @@ class ReaderWidget(QWidget):
         self.viewer = napari_viewer
         self.ctl = get_controller(napari_viewer)
         self.orientation = get_orientation(napari_viewer)
-        self.session: ReaderSession | None = None
-        self.pseudonym: str | None = None
-        self.redactor = Redactor()
-        self.timer = ActiveTimer()
+        self.reader_ctl = ReaderController()
         self._loading_form = False
+        self._worker: Any = None
 
         self.study_edit = QLineEdit()
         self.study_edit.setPlaceholderText("study folder")
@@ -99,6 +92,13 @@ class ReaderWidget(QWidget):
         self.header.setStyleSheet("font-weight: bold; font-size: 14px")
         self.state_label = QLabel("")
         self.state_label.setWordWrap(True)
+        self.message_label = QLabel("")
+        self.message_label.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)  # busy
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(8)
+        self.progress.hide()
 
         self.groups: dict[str, QButtonGroup] = {}
         form_box = QGroupBox("Visual judgement")
@@ -113,7 +113,7 @@ class ReaderWidget(QWidget):
             row.addStretch(1)
             form.addRow(text, row)
             self.groups[field] = g
-            g.idClicked.connect(lambda v, f=field: self._on_answer(f, v))
+            g.idClicked.connect(functools.partial(self._on_answer, field))
         g = QButtonGroup(self)
         row = QHBoxLayout()
         for value in range(1, 6):
@@ -123,7 +123,7 @@ class ReaderWidget(QWidget):
         row.addStretch(1)
         form.addRow("Confidence (1 low – 5 high)", row)
         self.groups["confidence"] = g
-        g.idClicked.connect(lambda v: self._on_answer("confidence", v))
+        g.idClicked.connect(functools.partial(self._on_answer, "confidence"))
         self.comment = QPlainTextEdit()
         self.comment.setPlaceholderText("comment (optional)")
         self.comment.setMaximumHeight(70)
@@ -154,6 +154,8 @@ class ReaderWidget(QWidget):
         lay.addLayout(who)
         lay.addWidget(self.header)
         lay.addWidget(self.state_label)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.message_label)
         lay.addWidget(form_box)
         lay.addLayout(nav)
         lay.addStretch(1)
@@ -166,92 +168,144 @@ class ReaderWidget(QWidget):
         self._flush_timer = QTimer(self)
         self._flush_timer.setInterval(FLUSH_MS)
         self._flush_timer.timeout.connect(self.flush_time)
-        self.destroyed.connect(functools.partial(_on_destroyed, self.redactor))
+        self._retry_timer = QTimer(self)
+        self._retry_timer.setInterval(RETRY_MS)
+        self._retry_timer.timeout.connect(self._on_retry)
+        self.destroyed.connect(functools.partial(_on_destroyed, self.reader_ctl.redactor))
         self.viewer.mouse_move_callbacks.append(self._on_activity)
         self.viewer.dims.events.current_step.connect(self._on_activity)
+        self.reader_ctl.changed.connect(self._refresh)
         self._refresh()
+
+    # ------------------------------------------------------------------ compat
+    @property
+    def session(self) -> ReaderSession | None:
+        """The open reader session."""
+        return self.reader_ctl.session
+
+    @property
+    def pseudonym(self) -> str | None:
+        """The pseudonym of the case on screen."""
+        return self.reader_ctl.pseudonym
+
+    @property
+    def loading(self) -> bool:
+        """True while a case is being loaded."""
+        return self._worker is not None
 
     # ------------------------------------------------------------------ session
     def start(
-        self, study_dir: str | Path | None = None, reader: str | None = None, *, block: bool = True
+        self,
+        study_dir: str | Path | None = None,
+        reader: str | None = None,
+        *,
+        block: bool = False,
     ) -> bool:
-        """Open the study as ``reader`` and go to the first case not yet submitted."""
+        """Open the study as ``reader`` and open the first case not yet submitted."""
         study = str(study_dir or self.study_edit.text()).strip()
         who = (reader or self.reader_edit.text()).strip()
         self.study_edit.setText(study)
         self.reader_edit.setText(who)
-        try:
-            session = ReaderSession(study, who)
-        except M1Error as exc:
-            self._error(str(exc))
+        self._save_comment()
+        self._clear_case()
+        nxt = self.reader_ctl.start(study, who)
+        if self.reader_ctl.session is None:
             return False
-        self.close_session()
-        self.session = session
-        self.redactor.install()
-        self.timer = ActiveTimer(float(session.settings["idle_threshold_s"]))
         self._flush_timer.start()
-        nxt = session.resume_point()
         if nxt is None:
-            self.header.setText(f"All {len(session.reads())} cases submitted — thank you")
-            self._refresh()
             self.finished.emit()
             return True
-        return self.open(nxt.pseudonym)
+        return self.open(nxt, block=block)
 
     def close_session(self) -> None:
         """Store pending time and leave the study (layers of the case are removed)."""
-        if self.session is None:
+        if self.reader_ctl.session is None:
             return
-        self.flush_time()
         self._save_comment()
         self._clear_case()
-        self.session.close()
-        self.session = None
-        self.pseudonym = None
+        self.reader_ctl.close()
         self._flush_timer.stop()
-        self.redactor.uninstall()
-        self._refresh()
+        self._retry_timer.stop()
 
-    def open(self, pseudonym: str) -> bool:
-        """Load one read's case (blinded) with its stored answers and annotations."""
-        s = self._require()
-        self.flush_time()
+    def open(self, pseudonym: str, *, block: bool = False) -> bool:
+        """Load one read's case (blinded) in a worker thread and show it with its stored
+        answers and annotations (``block``: load in this thread)."""
+        rc = self.reader_ctl
         self._save_comment()
         try:
-            s.open_read(pseudonym)
-            folder = s.case_folder(pseudonym)
-            self.redactor.set_tokens(identifying_tokens(folder))
-            from ..io import load_case
-
-            case = blind_case(load_case(folder), pseudonym, self.redactor)
+            folder = rc.case_folder(pseudonym)
         except M1Error as exc:
-            self._error(self.redactor.redact(str(exc)))
+            rc.failed(str(exc))
             return False
+        if block:
+            try:
+                case = rc.load(pseudonym, folder)
+            except M1Error as exc:
+                rc.failed(str(exc))
+                return False
+            self._show(pseudonym, case)
+            return True
+        from napari.qt.threading import create_worker
+
+        self._set_busy(True)
+        worker = create_worker(rc.load, pseudonym, folder, _ignore_errors=True)
+        worker.returned.connect(functools.partial(self._on_loaded, worker, pseudonym))
+        worker.errored.connect(functools.partial(self._on_load_failed, worker))
+        self._worker = worker
+        worker.start()
+        return True
+
+    def _on_loaded(self, worker: Any, pseudonym: str, case: Any) -> None:
+        if worker is not self._worker:
+            return  # superseded by a later open
+        self._worker = None
+        self._set_busy(False)
+        if self.reader_ctl.session is not None:
+            self._show(pseudonym, case)
+
+    def _on_load_failed(self, worker: Any, exc: BaseException) -> None:
+        if worker is not self._worker:
+            return
+        self._worker = None
+        self._set_busy(False)
+        msg = str(exc) if isinstance(exc, M1Error) else f"{type(exc).__name__}: {exc}"
+        self.reader_ctl.failed(msg.splitlines()[0] if msg else type(exc).__name__)
+
+    def _show(self, pseudonym: str, case: Any) -> None:
+        rc = self.reader_ctl
         self._clear_case()
-        self.pseudonym = pseudonym
         add_case_layers(self.viewer, case)
         self.orientation.apply()
         from napari.utils.notifications import show_warning
 
         for w in case.warnings:
             show_warning(w)
+        s = rc.require()
         # Locked reads are refused (and the attempt logged) by the study database itself.
         self.ctl.reconfigure(reader=s.reader, store=SessionAnnotationStore(s, pseudonym))
-        self.timer.reset()
+        rc.opened(pseudonym)
+        self._apply_hide_numbers(bool(s.settings.get("hide_numbers", False)))
         self._load_form()
-        self._refresh()
         self.case_opened.emit(pseudonym)
-        return True
+        self.reader_ctl.prefetch_next()  # a plain thread: no Qt object outlives the dock
 
     def _clear_case(self) -> None:
         self.ctl.detach()
         for ly in m1_layers(self.viewer):
             self.viewer.layers.remove(ly)
+        if self.reader_ctl.pseudonym is not None:
+            self.reader_ctl.closed_case()
+
+    def _apply_hide_numbers(self, hidden: bool) -> None:
+        try:
+            from .measurement_widget import set_numbers_hidden
+        except ImportError:  # a measurement dock without the setting
+            return
+        set_numbers_hidden(self.viewer, hidden)
 
     # ------------------------------------------------------------------ form
     def _load_form(self) -> None:
-        s = self._require()
-        ans = s.answers(self.pseudonym)
+        ans = self.reader_ctl.answers()
         self._loading_form = True
         try:
             for field, g in self.groups.items():
@@ -259,23 +313,21 @@ class ReaderWidget(QWidget):
                 for b in g.buttons():
                     b.setChecked(False)
                 g.setExclusive(True)
-                if ans[field] is not None:
+                if ans.get(field) is not None:
                     g.button(int(ans[field])).setChecked(True)
-            self.comment.setPlainText(ans["comment"] or "")
+            self.comment.setPlainText(ans.get("comment") or "")
         finally:
             self._loading_form = False
 
     def _on_answer(self, field: str, value: int) -> None:
-        if self._loading_form or self.session is None or self.pseudonym is None:
+        if self._loading_form or self.reader_ctl.pseudonym is None:
             return
-        self._on_activity()
-        try:
-            self.session.set_answer(self.pseudonym, field, value)
-        except LockedError as exc:
-            self._error(str(exc))
-            self._load_form()
+        if self.reader_ctl.answer(field, value):
             return
-        self._refresh()
+        if self.reader_ctl.pending:
+            self._retry_timer.start()  # the answer stays checked on screen
+        else:
+            self._load_form()  # refused (locked): show what is stored
 
     def set_answer(self, field: str, value: int) -> None:
         """Click the form's button for ``field`` = ``value`` (as the reader would)."""
@@ -287,113 +339,98 @@ class ReaderWidget(QWidget):
 
     def _save_comment(self) -> None:
         self._comment_timer.stop()
-        if self.session is None or self.pseudonym is None or self._loading_form:
+        rc = self.reader_ctl
+        if rc.session is None or rc.pseudonym is None or self._loading_form:
             return
         text = self.comment.toPlainText()
-        if text == (self.session.answers(self.pseudonym)["comment"] or ""):
+        if text == (rc.answers().get("comment") or ""):
             return
-        try:
-            self.session.set_answer(self.pseudonym, "comment", text)
-        except LockedError as exc:
-            self._error(str(exc))
+        if not rc.answer("comment", text) and rc.pending:
+            self._retry_timer.start()
+
+    def _on_retry(self) -> None:
+        if self.reader_ctl.retry_pending():
+            self._retry_timer.stop()
 
     # ------------------------------------------------------------------ navigation
-    def submit(self, *, confirm: bool = True) -> bool:
-        """Submit the current case (locks it) and go to the next one."""
-        s = self._require()
+    def submit(self, *, confirm: bool = True, block: bool = False) -> bool:
+        """Submit the current case (locks it) and open the next one."""
+        rc = self.reader_ctl
+        rc.require()
         self._save_comment()
-        missing = s.missing_answers(self.pseudonym)
-        if missing:
-            self._error(
-                "Answer " + ", ".join(m.replace("_", " ") for m in missing) + " before submitting."
+        check = rc.submit_check()
+        if check.error:
+            rc.failed(check.error)
+            return False
+        if check.missing_slots:
+            text = (
+                f"{len(check.missing_slots)} protocol slot(s) are not annotated:\n"
+                + ", ".join(check.missing_slots)
+                + "\n\nSubmit anyway? The case is locked afterwards."
             )
+        else:
+            text = "Submit this case? It is locked afterwards."
+        if (confirm or check.missing_slots) and QMessageBox.question(
+            self, "Submit case", text
+        ) != QMessageBox.StandardButton.Yes:
             return False
-        if (
-            confirm
-            and QMessageBox.question(
-                self, "Submit case", "Submit this case? It is locked afterwards."
-            )
-            != QMessageBox.StandardButton.Yes
-        ):
-            return False
-        self.flush_time()
-        try:
-            s.submit(self.pseudonym)
-        except M1Error as exc:
-            self._error(str(exc))
-            return False
-        nxt = s.resume_point()
+        nxt = rc.submit()
         if nxt is None:
-            self._clear_case()
-            self.pseudonym = None
-            self.header.setText(f"All {len(s.reads())} cases submitted — thank you")
-            self._refresh()
-            self.finished.emit()
-            return True
-        return self.open(nxt.pseudonym)
+            if rc.finished:
+                self._clear_case()
+                self.finished.emit()
+                return True
+            return False
+        return self.open(nxt, block=block)
 
-    def go(self, step: int) -> bool:
+    def go(self, step: int, *, block: bool = False) -> bool:
         """Previous/next read in this reader's list (submitted ones only if allowed)."""
-        s = self._require()
-        reads = s.reads()
-        names = [r.pseudonym for r in reads]
-        i = names.index(self.pseudonym) if self.pseudonym in names else -1
-        j = i + step
-        while 0 <= j < len(reads):
-            if s.can_open(reads[j].pseudonym):
-                return self.open(reads[j].pseudonym)
-            j += step
-        return False
+        self._save_comment()
+        nxt = self.reader_ctl.step(step)
+        return False if nxt is None else self.open(nxt, block=block)
 
     # ------------------------------------------------------------------ time
     def _on_activity(self, *args: Any) -> None:
-        if self.session is not None and self.pseudonym is not None:
-            self.timer.touch(time.monotonic())
+        self.reader_ctl.touch()
 
     def flush_time(self) -> None:
         """Store the active time counted since the last flush."""
-        secs = self.timer.take()
-        if secs and self.session is not None and self.pseudonym is not None:
-            self.session.add_active_time(self.pseudonym, secs)
+        self.reader_ctl.flush_time()
 
-    # ------------------------------------------------------------------ helpers
-    def _require(self) -> ReaderSession:
-        if self.session is None:
-            raise M1Error("no reader session: enter the study folder and your reader id")
-        return self.session
-
-    def _error(self, msg: str) -> None:
-        from napari.utils.notifications import show_error
-
-        msg = self.redactor.redact(msg)
-        self.state_label.setText(f"<span style='color:#ff6b5e'>{msg}</span>")
-        show_error(msg)
-
+    # ------------------------------------------------------------------ view
     def _on_browse(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Open study folder")
         if d:
             self.study_edit.setText(d)
 
+    def _set_busy(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        if busy:
+            self.message_label.setText("Loading the next case…")
+        for w in (self.submit_button, self.next_button, self.prev_button, self.start_button):
+            w.setEnabled(not busy)
+        if not busy:
+            self._refresh()
+
     def _refresh(self) -> None:
-        s = self.session
-        active = s is not None and self.pseudonym is not None
-        for w in (self.form_box, self.submit_button):
-            w.setEnabled(active)
-        self.prev_button.setEnabled(active and bool(s and s.settings["back_navigation"]))
-        self.next_button.setEnabled(active)
-        if not active:
-            if s is None:
-                self.header.setText("No session")
-                self.state_label.setText("")
-            self.viewer.title = "napari-m1"
-            return
-        reads = s.reads()
-        k = [r.pseudonym for r in reads].index(self.pseudonym) + 1
-        locked = s.is_locked(self.pseudonym)
-        self.header.setText(f"Case {k} of {len(reads)} · {self.pseudonym}")
-        self.state_label.setText(
-            f"Reader {s.reader} · " + ("submitted (locked)" if locked else "in progress")
-        )
-        self.form_box.setEnabled(not locked)
-        self.submit_button.setEnabled(not locked)
-        self.viewer.title = f"napari-m1 — reader {s.reader} — case {k} of {len(reads)}"
+        v = self.reader_ctl.view()
+        self.header.setText(v.header)
+        self.state_label.setText(v.state)
+        if v.message:
+            from napari.utils.notifications import show_error
+
+            colour = COLOURS.get(v.level, "")
+            self.message_label.setText(f"<span style='color:{colour}'>{v.message}</span>")
+            if v.level == "error" and v.message != getattr(self, "_shown_error", None):
+                show_error(v.message)
+            self._shown_error = v.message if v.level == "error" else None
+        else:
+            self.message_label.setText("")
+            self._shown_error = None
+        busy = self._worker is not None
+        self.form_box.setEnabled(v.form_enabled)
+        self.submit_button.setEnabled(v.submit_enabled and not busy)
+        self.prev_button.setEnabled(v.prev_enabled and not busy)
+        self.next_button.setEnabled(v.next_enabled and not busy)
+        self.start_button.setEnabled(not busy)
+        self.viewer.title = v.title

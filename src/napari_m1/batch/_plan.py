@@ -234,7 +234,8 @@ def plan_from_study(
 
 def _submitted_reads(st: Any) -> list[dict[str, Any]]:
     """Every submitted read with its case folder and stored annotations (coordinator)."""
-    case_pseudonym = {c["case_id"]: c["pseudonym"] for c in st.store.cases()}
+    case_pseudonym = {c["case_id"]: c["pseudonym"] for c in st.cases()}
+    annotations = st.annotations_by_read()
     out = []
     for r in st.readings_rows():
         if r["status"] != "submitted":
@@ -246,7 +247,7 @@ def _submitted_reads(st: Any) -> list[dict[str, Any]]:
                 "case_pseudonym": case_pseudonym[r["_case_id"]],
                 "path": r["_path"],
                 "protocol": st.settings["protocol"],
-                "annotations": st.store.annotations_of_read(r["_read_id"]),
+                "annotations": annotations.get(r["_read_id"], []),
             }
         )
     return out

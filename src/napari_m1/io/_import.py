@@ -2,9 +2,9 @@
 
 The case folder is BIDS-like (``sub-<ID>_part-mag_MEGRE.nii[.gz]`` 4D + JSON
 sidecar, ``part-phase`` or ``phasediff``) with a ``case.json`` that every other
-command reads. NIfTI files are written in the canonical display grid (RAS-ordered
-axes; :func:`~napari_m1.io.load_case` reads them back as views, no copy), sform
-and qform both set to the scanner RAS affine. The folder is written under a
+command reads. NIfTI files keep the source's voxel order (DICOM: column, row,
+slice; the loaded buffer is written as it is) with sform = qform = the scanner
+RAS affine; resampled maps are written on the canonical grid. The folder is written under a
 temporary name and renamed into place: it appears complete or not at all.
 
 No sidecar ever carries the patient's name, ID or birth date. ``anonymise``
@@ -61,14 +61,40 @@ def _safe_label(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "", text) or "01"
 
 
+def _file_order(vol: Volume) -> tuple[np.ndarray, np.ndarray] | None:
+    """The volume's data in its source's voxel order ``(i, j, k[, echo])`` and the
+    source affine, undoing the canonical view (no copy: for DICOM and NIfTI loads the
+    result is the original buffer, Fortran-contiguous). None when resampled."""
+    from ..geometry import canonical_reorientation
+
+    if "resampled" in vol.extra:
+        return None
+    lead = vol.data.ndim - 3
+    src = np.asarray(vol.source_affine, dtype=float)
+    perm, flips, ras = canonical_reorientation(src, (1, 1, 1))
+    inv = np.argsort(perm)
+    buf_shape = [vol.data.shape[lead + int(a)] for a in inv]  # (nk, nj, ni)
+    perm, flips, ras = canonical_reorientation(src, buf_shape[::-1])
+    if not np.allclose(ras, vol.ras_affine, atol=1e-6):
+        return None
+    sl = (slice(None),) * lead + tuple(slice(None, None, -1) if f else slice(None) for f in flips)
+    buf = vol.data[sl].transpose(*range(lead), *(lead + int(i) for i in inv))
+    return buf.T, src  # (i, j, k[, echo]); echo axis last, as NIfTI wants
+
+
 def _nifti_of(vol: Volume) -> Any:
-    """A NIfTI image of a volume: file axes = reversed canonical napari axes."""
+    """A NIfTI image of a volume, in its source's voxel order when possible (fast: the
+    loaded buffer is written as it is), else in the canonical grid (RAS-ordered axes)."""
     import nibabel as nib
 
-    sp = vol.data.ndim - 3
-    axes = tuple(range(vol.data.ndim - 1, sp - 1, -1)) + tuple(range(sp))
-    arr = np.ascontiguousarray(np.transpose(vol.data, axes))
-    aff = np.asarray(vol.ras_affine)[:, [2, 1, 0, 3]]
+    fo = _file_order(vol)
+    if fo is not None:
+        arr, aff = fo
+    else:
+        sp = vol.data.ndim - 3
+        axes = tuple(range(vol.data.ndim - 1, sp - 1, -1)) + tuple(range(sp))
+        arr = np.transpose(vol.data, axes)
+        aff = np.asarray(vol.ras_affine)[:, [2, 1, 0, 3]]
     img = nib.Nifti1Image(arr, aff)
     img.set_sform(aff, code=1)
     img.set_qform(aff, code=1)

@@ -9,7 +9,7 @@ from ..annotation import Annotation, AnnotationSet, Change
 
 if TYPE_CHECKING:
     from ..protocol import Protocol
-    from ._study import ReaderSession
+    from ._reader import ReaderSession
 
 __all__ = ["SessionAnnotationStore"]
 

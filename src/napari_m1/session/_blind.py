@@ -1,4 +1,4 @@
-"""Blinding helpers: redact identifiers from text and logs; count active reading time."""
+"""Blinding helpers: redact identifiers from text and logs; strip a loaded case."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["ActiveTimer", "Redactor", "identifying_tokens"]
+__all__ = ["Redactor", "blind_case", "identifying_tokens"]
 
 REDACTED = "[case]"
 
@@ -83,41 +83,6 @@ class Redactor(logging.Filter):
         record.msg = self.redact(record.getMessage())
         record.args = ()
         return True
-
-
-class ActiveTimer:
-    """Active time from activity events: gaps longer than ``idle_s`` count as idle.
-
-    ``touch(t)`` (monotonic seconds) returns the active seconds added since the last
-    touch: the whole gap when it is at most ``idle_s``, nothing otherwise (a lunch break
-    is not reading time).
-    """
-
-    def __init__(self, idle_s: float = 120.0) -> None:
-        self.idle_s = float(idle_s)
-        self._last: float | None = None
-        self.pending = 0.0
-
-    def touch(self, t: float) -> float:
-        """Record activity at time ``t``; returns the active seconds this adds."""
-        added = 0.0
-        if self._last is not None:
-            gap = t - self._last
-            if 0 < gap <= self.idle_s:
-                added = gap
-        self._last = t
-        self.pending += added
-        return added
-
-    def take(self) -> float:
-        """Accumulated, not yet stored active seconds (and reset them)."""
-        out, self.pending = self.pending, 0.0
-        return out
-
-    def reset(self) -> None:
-        """Forget the last activity (a new case starts)."""
-        self._last = None
-        self.pending = 0.0
 
 
 def blind_case(case: object, pseudonym: str, redactor: Redactor) -> object:

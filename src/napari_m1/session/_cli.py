@@ -1,5 +1,7 @@
 """``napari-m1 study init | verify | export | unblind | unlock`` (the coordinator's commands).
 
+Every command but ``init`` needs the study's coordinator key (see :mod:`._role`).
+
 Registered by :mod:`napari_m1.cli` through :func:`register`.
 """
 
@@ -15,7 +17,7 @@ __all__ = ["register"]
 
 def _study_files(study_dir: str) -> list[Path]:
     """The files a study folder holds (no command output may be one of them)."""
-    from ._study import DB_NAME, STUDY_JSON
+    from ._common import DB_NAME, STUDY_JSON
 
     d = Path(study_dir)
     return [d / n for n in (STUDY_JSON, DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")]
@@ -56,9 +58,13 @@ def _cmd_init(args: argparse.Namespace) -> int:
         repeat_fraction=args.repeat_fraction,
         force=args.force,
         back_navigation=args.allow_back,
+        incomplete_protocol=args.incomplete_protocol,
+        hide_numbers=args.hide_numbers,
+        coordinator_key=args.coordinator_key,
+        database_url=args.database_url,
     )
     try:
-        n = len(st.store.all_reads())
+        n = len(st.reads())
         print(f"study {st.study_id}: {len(st.readers)} reader(s), {n} reads in {args.study_dir}")
     finally:
         st.close()
@@ -69,7 +75,7 @@ def _with_study(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         from . import Study
 
-        st = Study(args.study_dir)
+        st = Study(args.study_dir, coordinator_key=args.coordinator_key)
         try:
             return int(fn(st, args))
         finally:
@@ -81,6 +87,13 @@ def _with_study(fn: Any) -> Any:
 @_with_study
 def _cmd_verify(st: Any, args: argparse.Namespace) -> int:
     res = st.verify()
+    if res.read_only:
+        print(
+            "note: the study folder is read-only; the database file was verified as it is",
+            file=sys.stderr,
+        )
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     if res.ok:
         print(
             f"audit log OK: {res.n_entries} entries, hash chain intact, "
@@ -100,13 +113,17 @@ def _cmd_verify(st: Any, args: argparse.Namespace) -> int:
 def _cmd_export(st: Any, args: argparse.Namespace) -> int:
     from .._files import check_outputs
 
-    check_outputs([args.out, args.measurements], _study_files(args.study_dir))
+    check_outputs(
+        [args.out, args.measurements], [*_study_files(args.study_dir), args.coordinator_key]
+    )
     check_outputs([args.measurements], [args.out])
     st.export_readings(args.out)
     msg = f"wrote {args.out}"
     if args.measurements:
-        st.export_measurements(args.measurements)
-        msg += f" and {args.measurements}"
+        res = st.export_measurements(args.measurements)
+        msg += f" and {args.measurements} ({res.rows} rows, {res.case_loads} case(s) loaded)"
+        for s in res.skipped:
+            print(f"warning: {s} (not exported)", file=sys.stderr)
     print(msg)
     return 0
 
@@ -115,7 +132,10 @@ def _cmd_export(st: Any, args: argparse.Namespace) -> int:
 def _cmd_unblind(st: Any, args: argparse.Namespace) -> int:
     from .._files import check_outputs
 
-    check_outputs([args.out], [args.key, args.clinical, *_study_files(args.study_dir)])
+    check_outputs(
+        [args.out],
+        [args.key, args.clinical, args.coordinator_key, *_study_files(args.study_dir)],
+    )
     st.unblind(args.key, args.out, clinical_csv=args.clinical)
     print(f"wrote {args.out} (unblinded; logged)")
     return 0
@@ -153,7 +173,25 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="let readers go back to submitted cases (read-only)",
     )
+    si.add_argument(
+        "--incomplete-protocol",
+        choices=("ask", "block"),
+        default="ask",
+        help="submit with empty protocol slots: ask the reader (default) or block",
+    )
+    si.add_argument(
+        "--hide-numbers",
+        action="store_true",
+        help="hide live measurement numbers from readers while they answer",
+    )
     si.add_argument("--force", action="store_true", help="replace an existing study")
+    si.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="a server database for a multi-site study, e.g. "
+        "postgresql+psycopg://USER@HOST/DB (no password: use PGPASSWORD or ~/.pgpass); "
+        "default: study.sqlite in STUDY_DIR",
+    )
     si.set_defaults(func=_cmd_init)
     sv = ss.add_parser("verify", help="check the audit log's hash chain and the database")
     sv.add_argument("study_dir")
@@ -175,3 +213,10 @@ def register(subparsers: Any) -> None:
     sl.add_argument("--pseudonym", required=True)
     sl.add_argument("--reason", required=True)
     sl.set_defaults(func=_cmd_unlock)
+    for sub in (si, sv, se, su, sl):
+        sub.add_argument(
+            "--coordinator-key",
+            metavar="FILE",
+            help="the study's coordinator key file (init: where to write it; default: "
+            "$NAPARI_M1_COORDINATOR_KEY, else the coordinator's napari-m1 data folder)",
+        )
