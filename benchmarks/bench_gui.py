@@ -167,7 +167,7 @@ def bench_edits(viewer, ctl, clock, slot, n_edits) -> list[float]:
     layer = ctl.layer
     viewer.layers.selection.active = layer
     layer.mode = "select"
-    times = []
+    times, missed = [], 0
     for i in range(n_edits):
         ann = ctl.annset.get(slot)
         w = ctl.ras_to_world(ann.centre_ras)
@@ -175,11 +175,14 @@ def bench_edits(viewer, ctl, clock, slot, n_edits) -> list[float]:
         cam = camera_of(viewer)
         cam.center = tuple(w)
         cam.zoom = 12.0
-        clock.settle(0.1)
+        clock.time(clock.canvas._scene_canvas.update)  # drawn: the view transform is current
         x, y = mouse.xy(w)
         sign = 1 if i % 2 == 0 else -1
         dx = sign * cam.zoom  # 1 mm in screen pixels (zoom = pixels per mm)
-        mouse.send("hover", x, y)  # napari picks the shape under the cursor on hover
+        layer.selected_data = set()
+        mouse.send("hover", x + 40, y + 40)  # off the shape, then onto it: napari picks
+        clock.settle(0.02)  # the shape under the cursor on hover
+        mouse.send("hover", x, y)
         clock.settle(0.02)
         mouse.send("press", x, y)
         for t in np.linspace(0, 1, 6)[1:]:
@@ -196,9 +199,13 @@ def bench_edits(viewer, ctl, clock, slot, n_edits) -> list[float]:
             clock.canvas._scene_canvas.update()
 
         times.append(clock.time(release))
-        after = ctl.annset.get(slot)
-        if after == before:
-            raise RuntimeError(f"the drag did not move {slot} (edit {i})")
+        if ctl.annset.get(slot) == before:  # the drag missed the oval: not an edit
+            times.pop()
+            missed += 1
+    if missed:
+        print(f"  ({missed} of {n_edits} drags missed the oval and were not counted)")
+    if not times:
+        raise RuntimeError(f"no drag moved {slot}")
     layer.mode = "pan_zoom"
     return times
 
