@@ -317,21 +317,32 @@ class AnnotationWidget(QWidget):
         self.place_button.setChecked(ctl.placing)
         self.place_button.blockSignals(False)
         self.checklist.blockSignals(True)
-        self.checklist.clear()
         aset = ctl.annset
-        for sid in ctl.slot_order:
+        order = ctl.slot_order
+        ids = [self.checklist.item(i).data(Qt.ItemDataRole.UserRole) for i in range(
+            self.checklist.count())]  # fmt: skip
+        if ids != list(order):  # another protocol: rebuild; otherwise update in place
+            self.checklist.clear()
+            for sid in order:
+                item = QListWidgetItem()
+                item.setData(Qt.ItemDataRole.UserRole, sid)
+                self.checklist.addItem(item)
+        for i, sid in enumerate(order):
             slot = ctl.protocol.slot(sid)
             done = aset is not None and slot.id in aset
             warn = slot.id in ctl.hemisphere_warnings
             mark = "⚠" if warn else ("✓" if done else "○")
-            item = QListWidgetItem(f"{mark}  {slot.label or slot.id}")
-            item.setData(Qt.ItemDataRole.UserRole, slot.id)
-            if warn:
-                item.setForeground(QColor("#ff6b5e"))
-                item.setToolTip(ctl.hemisphere_warnings[slot.id])
-            elif not done:
-                item.setForeground(QColor("#9aa3ad"))
-            self.checklist.addItem(item)
+            item = self.checklist.item(i)
+            text = f"{mark}  {slot.label or slot.id}"
+            if item.text() != text:
+                item.setText(text)
+            colour = "#ff6b5e" if warn else ("" if done else "#9aa3ad")
+            if item.data(Qt.ItemDataRole.UserRole + 1) != colour:
+                item.setData(Qt.ItemDataRole.UserRole + 1, colour)
+                item.setForeground(QColor(colour) if colour else self.palette().text())
+            tip = ctl.hemisphere_warnings.get(slot.id, "")
+            if item.toolTip() != tip:
+                item.setToolTip(tip)
         self.checklist.setCurrentRow(ctl.slot_order.index(ctl.active))
         self.checklist.blockSignals(False)
         if aset is None:
