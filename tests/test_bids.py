@@ -99,7 +99,7 @@ def test_import_bids_subject(tmp_path, phantom_with_phase, capsys):
         np.testing.assert_allclose(a.ras_affine, b.ras_affine, atol=1e-5)
         np.testing.assert_allclose(a.data, b.data, atol=1e-6, equal_nan=True)
     assert main(["import", str(root), str(tmp_path / "x")]) == 2
-    assert "choose one with --subject" in capsys.readouterr().err
+    assert "or with --subject" in capsys.readouterr().err
 
 
 @pytest.fixture
