@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_m1.phantom import write_phantom_case
 
     tmp = Path(tempfile.mkdtemp())
+    os.environ["NAPARI_M1_DATA_DIR"] = str(tmp / "user-data")  # autosaves stay out of $HOME
     case = write_phantom_case(tmp / "case", "als", seed=1, n_slices=16)
     truth = json.loads((case / "truth.json").read_text())
     viewer = napari.Viewer(show=True)
