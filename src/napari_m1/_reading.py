@@ -78,6 +78,8 @@ class ReadingTools:
         self._readout: Any = None
         self.readout_text = ""
         self.min_projection_slices = 0
+        #: blinded reads: the hover readout shows the position only, no map values
+        self.hide_values = False
         self._side_by_side = False
         self._saved_visibility: dict[int, bool] = {}
         if bind_keys:
@@ -328,7 +330,11 @@ class ReadingTools:
             return ""
         pos = self.viewer.cursor.position if world is None else world
         ras = world_to_ras_in_viewer(ref, pos)
-        vals = "  ".join(f"{n}: {v} {u}".rstrip() for n, v, u in self.readout(pos))
+        vals = (
+            ""
+            if self.hide_values
+            else "  ".join(f"{n}: {v} {u}".rstrip() for n, v, u in self.readout(pos))
+        )
         where = f"RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm {hemisphere(ras)}"
         return f"{vals}\n{where}" if vals else where
 
