@@ -14,9 +14,12 @@ from ._lcmodel import (
 from ._names import COMBINED, RATIOS, canonical_name, find_metabolite
 from ._niftimrs import IDENTIFYING_KEYS, NiftiMRS, display_header, read_nifti_mrs
 from ._qc import REASON_BITS, QCThresholds, RatioMap, ratio_maps
+from ._tissue import FAST_LABELS, FAST_PVE_ORDER, tissue_fractions
 
 __all__ = [
     "COMBINED",
+    "FAST_LABELS",
+    "FAST_PVE_ORDER",
     "IDENTIFYING_KEYS",
     "RATIOS",
     "REASON_BITS",
@@ -38,4 +41,5 @@ __all__ = [
     "read_lcmodel_csv",
     "read_nifti_mrs",
     "read_table",
+    "tissue_fractions",
 ]
