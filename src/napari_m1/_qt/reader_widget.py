@@ -207,10 +207,11 @@ class ReaderWidget(QWidget):
         self.study_edit.setText(study)
         self.reader_edit.setText(who)
         self._save_comment()
-        self._clear_case()
-        nxt = self.reader_ctl.start(study, who)
-        if self.reader_ctl.session is None:
+        before = self.reader_ctl.session
+        nxt = self.reader_ctl.start(study, who)  # a failed start keeps the old session
+        if self.reader_ctl.session is None or self.reader_ctl.session is before:
             return False
+        self._clear_case()
         self._flush_timer.start()
         if nxt is None:
             self.finished.emit()
@@ -224,6 +225,7 @@ class ReaderWidget(QWidget):
         self._save_comment()
         self._clear_case()
         self.reader_ctl.close()
+        self._apply_hide_numbers(False)  # the study's setting ends with the session
         self._flush_timer.stop()
         self._retry_timer.stop()
 
@@ -297,11 +299,9 @@ class ReaderWidget(QWidget):
             self.reader_ctl.closed_case()
 
     def _apply_hide_numbers(self, hidden: bool) -> None:
-        try:
-            from .measurement_widget import set_numbers_hidden
-        except ImportError:  # a measurement dock without the setting
-            return
-        set_numbers_hidden(self.viewer, hidden)
+        from .measurement_widget import set_numbers_hidden
+
+        set_numbers_hidden(self.viewer, hidden)  # also for a measurement dock opened later
 
     # ------------------------------------------------------------------ form
     def _load_form(self) -> None:
