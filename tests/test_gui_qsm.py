@@ -68,6 +68,24 @@ def test_reconstruct_in_the_dock(make_napari_viewer, als_phase_case, shots, qtbo
         > _value_at(qsm, ras_aff, ctl["centre_ras_mm"]) + 0.02
     )
 
+    # Per annotated ROI: the share outside the final mask (none for the hand knob; all of a
+    # ROI on the fiducial marker outside the head).
+    from types import SimpleNamespace
+
+    from napari_m1._annotate import _CONTROLLERS
+    from napari_m1.annotation import roi_annotation
+
+    rois = {
+        "L_m1_roi": roi_annotation("L_m1_roi", hand["centre_ras_mm"], [1.1, 0, 0], [0, 1.1, 0]),
+        "R_control_roi": roi_annotation("R_control_roi", [50, 30, 51], [1.1, 0, 0], [0, 1.1, 0]),
+    }
+    _CONTROLLERS[viewer] = SimpleNamespace(annset=SimpleNamespace(items=rois), closed=False)
+    try:
+        out = widget.roi_outside()
+    finally:
+        del _CONTROLLERS[viewer]
+    assert out["L_m1_roi"] == pytest.approx(0.0) and out["R_control_roi"] == pytest.approx(1.0)
+
     # Show the hand-knob slice, zoomed on the left M1, and look at it.
     world = ras_to_world(hand["centre_ras_mm"], ras_aff, gre.scale[-3:], gre.translate[-3:])
     viewer.dims.set_point(viewer.dims.ndim - 3, world[0])

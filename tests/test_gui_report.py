@@ -57,7 +57,7 @@ def test_build_report_in_worker(make_napari_viewer, qtbot, study, tmp_path):
     assert list(acc["reader"]) == ["R1", "R2"] and (acc["n"] == 30).all()
 
 
-def test_data_issues_listed(make_napari_viewer, tmp_path):
+def test_data_issues_listed(make_napari_viewer, tmp_path, shots):
     readings, clinical = published_study()
     clinical.loc[clinical["case_id"] == "CTL01", "group"] = "unknown"
     p = write_study(tmp_path / "in", {"readings": readings, "clinical": clinical})
@@ -72,6 +72,7 @@ def test_data_issues_listed(make_napari_viewer, tmp_path):
     assert items[1].startswith("readings.csv: 1 read case(s) have no usable row")
     assert items[1].endswith("[affected: CTL01]")  # the dock names the cases too
     assert widget.result is not None and len(widget.result.issues) == 2
+    widget.viewer.window.screenshot(str(shots / "report_dock_issues.png"), canvas_only=False)
 
 
 def test_echo_field_passed_through(make_napari_viewer, study, tmp_path):

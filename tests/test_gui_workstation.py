@@ -251,7 +251,7 @@ def test_window_level_drag_per_echo_and_hover_readout(make_napari_viewer, phanto
     assert viewer.canvas.overlays["m1_readout"].text == text
 
 
-def test_minip_side_by_side_and_orthogonal_views(make_napari_viewer, phantom_case, qtbot):
+def test_minip_side_by_side_and_orthogonal_views(make_napari_viewer, phantom_case, qtbot, shots):
     viewer, ws = _workstation(make_napari_viewer, phantom_case)
     gre = reference_layer(viewer)
     view = ws.view
@@ -268,10 +268,26 @@ def test_minip_side_by_side_and_orthogonal_views(make_napari_viewer, phantom_cas
     view.minip_box.setChecked(False)
     assert gre.projection_mode == "none"
 
+    viewer.layers["MRSI NAA"].visible = True
+    order = [ly.name for ly in viewer.layers]
     view.side_button.setChecked(True)
-    assert viewer.grid.enabled and viewer.layers["QSM χ (ppm)"].visible
+    _settle()
+    qsm = viewer.layers["QSM χ (ppm)"]
+    assert viewer.grid.enabled and qsm.visible and not viewer.layers["MRSI NAA"].visible
+    grid, layers = viewer.canvas.grid, viewer.layers
+    cells = {ly.name: grid.position(i, layers) for i, ly in enumerate(layers)}
+    assert grid.actual_shape(layers) == (1, 2)
+    assert cells["GRE magnitude"] == cells["M1 annotations"] != cells["QSM χ (ppm)"]
+    viewer.window.screenshot(str(shots / "side_by_side.png"), canvas_only=False)
+    img = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+    left, right = img[:, : img.shape[1] // 2], img[:, img.shape[1] // 2 :]
+    colour = lambda a: np.abs(a[..., 2] - a[..., 0]).mean()  # noqa: E731
+    assert colour(right) > 5 * max(colour(left), 0.5)  # QSM (blue-red) beside grey GRE
     view.side_button.setChecked(False)
     assert not viewer.grid.enabled
+    assert [ly.name for ly in viewer.layers] == order
+    assert viewer.layers["MRSI NAA"].visible and not qsm.visible
+    viewer.layers["MRSI NAA"].visible = False
 
     pytest.importorskip("napari_orthogonal_views")
     from napari_orthogonal_views.ortho_view_manager import _get_manager
@@ -290,6 +306,7 @@ def test_minip_side_by_side_and_orthogonal_views(make_napari_viewer, phantom_cas
     viewer.dims.set_point(1, viewer.dims.point[1] + 4)  # linked: the side view follows
     _settle()
     assert side.dims.point[1] == pytest.approx(viewer.dims.point[1])
+    viewer.window.screenshot(str(shots / "orthogonal_views.png"), canvas_only=False)
     qtbot.mouseClick(view.ortho_button, Qt.MouseButton.LeftButton)
     _settle()
     assert not m.is_shown()
@@ -391,6 +408,8 @@ def test_summary_precision_incremental_table_and_profile(make_napari_viewer, pha
     set_numbers_hidden(viewer, True)
     assert mw.hide_numbers and not mw.tabs.isVisible() and mw.hidden_label.isVisible()
     assert not any(ch.isdigit() for ch in mw.profile_label.text())
+    readout = get_reading_tools(viewer).readout_line(viewer.cursor.position)
+    assert readout.startswith("RAS (") and "a.u." not in readout
     set_numbers_hidden(viewer, False)
     assert mw.tabs.isVisible()
 

@@ -336,3 +336,19 @@ def test_item6_report_never_writes_over_its_readings(tmp_path, capsys):
     assert "tables: would be replaced but holds an input" in _one_error(capsys)
     assert (tables / "subjects.csv").read_bytes() == before
     assert not (tmp_path / "rep" / "report.html").exists()
+
+
+def test_item6_qsm_never_writes_over_its_mask(tmp_path, capsys):
+    """``qsm CASE --out D --mask D/mask.nii.gz`` used to replace the user's mask by its own."""
+    from napari_m1.phantom import write_phantom_case
+
+    case = write_phantom_case(tmp_path / "case", "control", seed=0, n_slices=16, with_phase=True)
+    out = tmp_path / "qsm"
+    out.mkdir()
+    mask = out / "mask.nii.gz"
+    shutil.copy(next(case.glob("*echo-1_part-mag_MEGRE.nii.gz")), mask)
+    before = mask.read_bytes()
+    argv = ["qsm", str(case), "--out", str(out), "--preset", "fast", "--mask", str(mask)]
+    assert main(argv) == 2
+    assert "mask.nii.gz: is an input of this command" in _one_error(capsys)
+    assert mask.read_bytes() == before and sorted(out.iterdir()) == [mask]

@@ -352,3 +352,58 @@ def test_tv_gradient_and_its_adjoint():
         adj = np.zeros_like(x)
         _add_adjoint_diff(y.copy(), ax, np.float32(2), adj)
         assert np.isclose((g * y).sum(), (x * adj).sum(), rtol=1e-4)
+
+
+def test_roi_fraction_outside_uses_exact_areas():
+    from napari_m1.annotation import roi_annotation
+    from napari_m1.qsm import roi_fraction_outside
+
+    # napari order (S, A, R) with 0.25 mm pixels, 2 mm slices.
+    aff = np.zeros((4, 4))
+    aff[:3, :3] = [[0, 0, 0.25], [0, 0.25, 0], [2.0, 0, 0]]
+    aff[3, 3] = 1
+    mask = np.zeros((4, 80, 80), bool)
+    mask[:, :, :40] = True  # pixels 0..39 cover x < 9.875 mm
+    roi = roi_annotation("L_m1_roi", [9.875, 10.0, 2.0], [1.0, 0, 0], [0, 1.0, 0])
+    f = roi_fraction_outside(roi.centre_ras, roi.semi_axes_ras, mask, aff)
+    assert f == pytest.approx(0.5, abs=1e-3)  # the circle is cut through its centre
+    shifted = roi_annotation("L_m1_roi", [10.0, 10.0, 2.0], [1.0, 0, 0], [0, 1.0, 0])
+    # chord 0.125 mm from the centre of a 1 mm circle: 1/2 + (asin(h) + h sqrt(1 - h^2)) / pi
+    h = 0.125
+    want = 0.5 + (math.asin(h) + h * math.sqrt(1 - h * h)) / math.pi
+    got = roi_fraction_outside(shifted.centre_ras, shifted.semi_axes_ras, mask, aff)
+    assert got == pytest.approx(want, abs=2e-3)
+    mask[:] = True
+    assert roi_fraction_outside(roi.centre_ras, roi.semi_axes_ras, mask, aff) == pytest.approx(0)
+    far = roi_annotation("x", [10.0, 10.0, 50.0], [1.0, 0, 0], [0, 1.0, 0])
+    assert roi_fraction_outside(far.centre_ras, far.semi_axes_ras, mask, aff) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "nominal"),
+    [(-4096, 4095, (-4096, 4095)), (0, 4095, (0, 4095)), (-0.0037, 0.0037, None)],
+)
+def test_phase_from_any_stored_range(lo, hi, nominal):
+    """Phase rescaled by the loader from its observed range is re-mapped from the nominal
+    scanner range when noise kept the extremes from being reached."""
+    from napari_m1.io._nifti import rescale_phase
+    from napari_m1.qsm import input_from_arrays
+
+    rng = np.random.default_rng(0)
+    true = rng.uniform(-np.pi, np.pi * 0.99, (8, 8, 8)).astype(np.float32)
+    true[0, 0, 0], true[0, 0, 1] = -np.pi * 0.985, np.pi * 0.985  # extremes not reached
+    span = hi - lo + (1 if nominal else 0)
+    stored = (true + np.pi) / (2 * np.pi) * span + lo
+    if nominal:
+        stored = np.floor(stored)
+    scaling = rescale_phase(stored)
+    inp = input_from_arrays(
+        np.ones_like(true), stored, (5.0,), 3.0, np.eye(4), phase_scaling=scaling
+    )
+    err = np.angle(np.exp(1j * (inp.phase[0] - true)))
+    if nominal:
+        assert inp.source["phase_nominal_range"] == list(nominal)
+        assert np.abs(err).max() < 2 * np.pi / span  # within one stored step
+    else:
+        assert inp.source["phase_nominal_range"] is None
+        assert np.abs(err).max() < 0.05  # observed range (+-0.985 pi here) stretched to +-pi

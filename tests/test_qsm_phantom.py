@@ -92,6 +92,8 @@ def test_fast_preset_end_to_end_on_the_phantom(als_case, fast_run):
     assert meta["schema"] == "napari-m1-qsm/1" and meta["units"]["chi"] == "ppm"
     assert meta["params"]["preset"] == "fast" and meta["params"]["dipole"] == "tkd"
     assert meta["inputs"]["b0_from"].endswith("MagneticFieldStrength")
+    # int16 phase whose noisy extremes miss -4096/4095 is mapped from the nominal range
+    assert meta["inputs"]["phase_nominal_range"] == [-4096.0, 4095.0]
     assert meta["stages"]["b0_direction_voxel"] == [1.0, 0.0, 0.0]  # napari (S, A, R) order
     assert meta["reference"]["method"].startswith("whole-brain mean")
     assert set(meta["versions"]) >= {"napari_m1", "numpy", "scipy", "scikit_image"}

@@ -527,3 +527,23 @@ def test_report_tables_neutralise_formulas(tmp_path, capsys):
     assert {"'+ALS01", "'-CTL01"} <= set(subjects["case_id"])
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "@R2" in html and "&#x27;@R2" not in html  # shown as the reader's id, escaped
+
+
+def test_report_command_imports_neither_statsmodels_nor_scipy_stats(study, tmp_path):
+    """The command's import cost (issue 17): the statistics use numpy and scipy.special."""
+    import subprocess
+
+    argv = _report_argv(study, tmp_path / "out")
+    code = (
+        "import sys\n"
+        "from napari_m1.cli import main\n"
+        f"assert main({argv!r}) == 0\n"
+        "heavy = ('statsmodels', 'scipy.stats')\n"
+        "print(sorted({m.split('.')[0] if m.startswith('statsmodels') else m\n"
+        "              for m in sys.modules if m.startswith(heavy)}))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert res.stdout.split("\n")[-2] == "[]"
+    assert (tmp_path / "out" / "tables" / "agreement.csv").is_file()

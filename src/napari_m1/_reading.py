@@ -78,6 +78,10 @@ class ReadingTools:
         self._readout: Any = None
         self.readout_text = ""
         self.min_projection_slices = 0
+        #: blinded reads: the hover readout shows the position only, no map values
+        self.hide_values = False
+        self._side_by_side = False
+        self._saved_visibility: dict[int, bool] = {}
         if bind_keys:
             for key, step in KEYS.items():
                 viewer.bind_key(key, self._key_handler(step), overwrite=True)
@@ -218,11 +222,21 @@ class ReadingTools:
         """Contrast limits per echo (0-based) of a multi-echo layer, computed on first use."""
         from .io._layers import robust_limits
 
-        lim = self._echo_limits.get(id(layer))
-        if lim is None:
-            lim = {e: robust_limits(layer.data[e]) for e in range(layer.data.shape[0])}
-            self._echo_limits[id(layer)] = lim
+        lim = self._echo_limits.setdefault(id(layer), {})
+        for e in range(layer.data.shape[0]):
+            if e not in lim:
+                lim[e] = robust_limits(layer.data[e])
         return lim
+
+    def _echo_limit(self, layer: Any, e: int) -> tuple[float, float]:
+        """Limits of one echo, computed on first use: a GRE still streaming in (staged
+        loading) is only read for the echo shown, never waited for as a whole."""
+        from .io._layers import robust_limits
+
+        lim = self._echo_limits.setdefault(id(layer), {})
+        if e not in lim:
+            lim[e] = robust_limits(layer.data[e])
+        return lim[e]
 
     def _multi_echo_layers(self) -> list[Any]:
         return [ly for ly in m1_layers(self.viewer) if _kind(ly) == "gre" and ly.data.ndim == 4]
@@ -233,15 +247,17 @@ class ReadingTools:
             return
         e = self.current_echo() - 1
         for ly in self._multi_echo_layers():
-            lim = self.echo_limits(ly)
-            if e in lim and tuple(ly.contrast_limits) != lim[e]:
+            if not 0 <= e < ly.data.shape[0]:
+                continue
+            target = self._echo_limit(ly, e)
+            if tuple(ly.contrast_limits) != target:
                 self._applying = True
                 try:
-                    lo, hi = lim[e]
+                    lo, hi = target
                     rmin, rmax = ly.contrast_limits_range
                     if lo < rmin or hi > rmax:
                         ly.contrast_limits_range = (min(lo, rmin), max(hi, rmax))
-                    ly.contrast_limits = lim[e]
+                    ly.contrast_limits = target
                 finally:
                     self._applying = False
 
@@ -261,7 +277,7 @@ class ReadingTools:
             return
         if layer in self._multi_echo_layers():
             lo, hi = (float(c) for c in layer.contrast_limits)
-            self.echo_limits(layer)[self.current_echo() - 1] = (lo, hi)
+            self._echo_limits.setdefault(id(layer), {})[self.current_echo() - 1] = (lo, hi)
 
     def _watch(self, layer: Any) -> None:
         if _kind(layer) and hasattr(layer, "contrast_limits"):
@@ -314,7 +330,11 @@ class ReadingTools:
             return ""
         pos = self.viewer.cursor.position if world is None else world
         ras = world_to_ras_in_viewer(ref, pos)
-        vals = "  ".join(f"{n}: {v} {u}".rstrip() for n, v, u in self.readout(pos))
+        vals = (
+            ""
+            if self.hide_values
+            else "  ".join(f"{n}: {v} {u}".rstrip() for n, v, u in self.readout(pos))
+        )
         where = f"RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm {hemisphere(ras)}"
         return f"{vals}\n{where}" if vals else where
 
@@ -353,9 +373,36 @@ class ReadingTools:
         self.viewer.dims.thickness = tuple(thick)
 
     def set_side_by_side(self, on: bool) -> None:
-        """GRE and QSM side by side (napari grid), or back to one view."""
-        qsm = [ly for ly in m1_layers(self.viewer) if _kind(ly) == "qsm"]
-        if on:
-            for ly in qsm:
-                ly.visible = True
-        self.viewer.grid.enabled = bool(on)
+        """GRE (with the annotations) and QSM side by side in napari's grid, or back.
+
+        Other maps are hidden meanwhile and the QSM is moved to the top of the layer
+        list, so the grid's two views are [GRE + annotations] and [QSM]; switching
+        off restores the order and every layer's visibility.
+        """
+        layers = self.viewer.layers
+        maps = [ly for ly in m1_layers(self.viewer) if _kind(ly) != "annotations"]
+        qsm = next((ly for ly in maps if _kind(ly) == "qsm"), None)
+        gre = reference_layer(self.viewer)
+        if on and not self._side_by_side and qsm is not None and gre is not None:
+            self._saved_visibility = {id(ly): ly.visible for ly in layers}
+            for ly in maps:
+                ly.visible = ly is gre or ly is qsm
+            layers.move(layers.index(qsm), len(layers))
+            # napari groups layers i // stride: every layer but the top one (the QSM)
+            self.viewer.grid.stride = len(layers) - 1
+            self.viewer.grid.enabled = True
+            self._side_by_side = True
+        elif not on and self._side_by_side:
+            self.viewer.grid.enabled = False
+            self.viewer.grid.stride = 1
+            if qsm is not None and gre is not None:
+                layers.move(layers.index(qsm), layers.index(gre) + 1)
+            for ly in layers:
+                if id(ly) in self._saved_visibility:
+                    ly.visible = self._saved_visibility[id(ly)]
+            self._side_by_side = False
+
+    @property
+    def side_by_side(self) -> bool:
+        """True while the GRE and QSM are shown side by side."""
+        return self._side_by_side

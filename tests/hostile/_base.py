@@ -108,6 +108,20 @@ class Work:
         )
         return ["report", "--readings", str(r), "--clinical", str(c), "--out", str(self.out)]
 
+    def report_m(self, measurements: str | bytes | None = None) -> list[str]:
+        """``report`` of a synthetic study with ``--measurements`` (the base's, or these)."""
+        syn = self.base / "synthetic"
+        m = (syn / "measurements.csv").read_text() if measurements is None else measurements
+        mp = self.file("measurements.csv", m)
+        return [
+            *["report", "--readings", str(syn / "readings.csv")],
+            *["--clinical", str(syn / "clinical.csv")],
+            *["--measurements", str(mp), "--out", str(self.out)],
+        ]
+
+    def base_measurements(self) -> str:
+        return (self.base / "synthetic" / "measurements.csv").read_text()
+
 
 INPUTS: list[Hostile] = []
 
@@ -178,16 +192,19 @@ def write_base(base: Path) -> None:
     for k in ("K1", "K2"):
         shutil.copytree(case, sr / k)
     shutil.copy(base / "cases.csv", sr / "cases.csv")
-    create_study(sr / "study", sr / "cases.csv", ["R1", "R2"]).close()
+    key = sr / "coordinator.key"
+    create_study(sr / "study", sr / "cases.csv", ["R1", "R2"], coordinator_key=key).close()
 
     import sys
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from data.m1_study import published_study
+    sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/, for data.m1_study
+    from data.m1_study import published_study, synthetic_study, write_study
 
     readings, clinical = published_study()
     readings.to_csv(base / "readings.csv", index=False, lineterminator="\n")
     clinical.to_csv(base / "clinical.csv", index=False, lineterminator="\n")
+    frames = synthetic_study(2, 12, seed=3, repeat_fraction=0.0)
+    write_study(base / "synthetic", frames)  # readings, clinical, measurements
 
 
 def _bytes_name(p: Path, name: bytes) -> Path:

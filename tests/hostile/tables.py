@@ -80,6 +80,43 @@ def _study_at(w: Work, where: Path, *extra: str) -> list[str]:
 
 
 R, CL = "readings.csv", "clinical.csv"
+add("report-valid", lambda w: w.report(), expect=0)
+add("report-measurements-valid", lambda w: w.report_m(), expect=0)
+M = "measurements.csv"
+add("report-measurements-empty", lambda w: w.report_m(""), expect=2, match=M)
+add(
+    "report-measurements-not-utf8",
+    lambda w: w.report_m(b"schema,case_label\n\xff,x\n"),
+    expect=2,
+    match=M,
+)
+add(
+    "report-measurements-200kB",
+    lambda w: w.report_m(w.base_measurements() + "Z" * 200_000 + "\n"),
+    expect=2,
+    match=M,
+)
+add(
+    "report-measurements-header-only",
+    lambda w: w.report_m(w.base_measurements().splitlines()[0] + "\n"),
+)
+add("report-measurements-no-columns", lambda w: w.report_m("a,b\n1,2\n"), expect=2, match=M)
+add(
+    "report-measurements-nan-inf",
+    lambda w: w.report_m(_cells(w.base_measurements(), "mean", ["nan", "inf", "-inf", "1e400"])),
+)
+add(
+    "report-measurements-text-numbers",
+    lambda w: w.report_m(_cells(w.base_measurements(), "mean", ["ten", "=1+2", "@SUM(A1)"])),
+)
+add(
+    "report-measurements-formula-label",
+    lambda w: w.report_m(_cells(w.base_measurements(), "case_label", ['=HYPERLINK("x")'])),
+)
+add("report-measurements-nul", lambda w: w.report_m(w.base_measurements() + "a\0b\n"))
+add("report-measurements-is-folder", lambda w: _measurements_folder(w), expect=2)
+add("report-measurements-echo-0", lambda w: [*w.report_m(), "--echo", "0"], expect=2)
+add("report-measurements-echo-99", lambda w: [*w.report_m(), "--echo", "99"])
 add("report-readings-empty", lambda w: w.report(""), expect=2, match=R)
 add("report-clinical-empty", lambda w: w.report(None, ""), expect=2, match=CL)
 add(
@@ -118,7 +155,8 @@ def _export(*extra: str, out: str = "out/readings.csv"):
     def build(w: Work) -> list[str]:
         st = w.study()
         more = [str(w.root / x) if x.startswith("out/") else x for x in extra]
-        return ["study", "export", str(st), "--out", str(w.root / out), *more]
+        key = ["--coordinator-key", str(w.root / "coordinator.key")]
+        return ["study", "export", str(st), "--out", str(w.root / out), *key, *more]
 
     return build
 
@@ -128,6 +166,7 @@ def _unblind(key: str | None = None, out: str = "out/unblinded.csv", clinical: s
         st = w.study()
         k = w.file("key.csv", key) if key is not None else w.root / "cases.csv"
         argv = ["study", "unblind", str(st), "--key", str(k), "--out", str(w.root / out)]
+        argv += ["--coordinator-key", str(w.root / "coordinator.key")]
         if clinical is not None:
             argv += ["--clinical", str(w.file("clin.csv", clinical))]
         return argv
@@ -137,6 +176,13 @@ def _unblind(key: str | None = None, out: str = "out/unblinded.csv", clinical: s
 
 add("export-valid", _export(), expect=0)
 add("export-out-is-db", _export(out="study/study.sqlite"), expect=2, why="item 6")
+add(
+    "export-out-is-coordinator-key",
+    _export(out="coordinator.key"),
+    expect=2,
+    match="coordinator.key: is an input of this command",
+    why="item 6",
+)
 add("export-out-is-study-json", _export(out="study/study.json"), expect=2, why="item 6")
 add(
     "export-out-equals-measurements",
@@ -216,3 +262,25 @@ def _deep_sidecar(bids: Path) -> Path:
     side = next((bids / "sub-T1" / "anat").glob("*echo-1*.json"))
     side.write_text("[" * DEEP + "]" * DEEP)
     return bids
+
+
+def _cells(text: str, column: str, values: list[str]) -> str:
+    """``text`` (a CSV) with the first rows' ``column`` set to ``values`` (CSV-quoted)."""
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(text)))
+    j = rows[0].index(column)
+    for i, v in enumerate(values, start=1):
+        rows[i][j] = v
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def _measurements_folder(w: Work) -> list[str]:
+    argv = w.report_m()
+    p = Path(argv[argv.index("--measurements") + 1])
+    p.unlink()
+    p.mkdir()
+    return argv

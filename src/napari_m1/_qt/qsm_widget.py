@@ -330,8 +330,30 @@ class QSMWidget(QWidget):
             f"V-SHARP kept {kept:.0f} % of the mask (label 2 = eroded rim: ROIs there are not "
             f"reconstructed). Reference {ref:+.4f} ppm subtracted (whole-brain mean)."
         )
+        outside = self.roi_outside()
+        if outside:
+            parts = ", ".join(f"{slot} {100 * f:.0f} %" for slot, f in outside.items())
+            self.status.setText(self.status.text() + f" ROI area outside the QSM mask: {parts}.")
         self.save_button.setEnabled(True)
         self.finished.emit(res)
+
+    def roi_outside(self) -> dict[str, float]:
+        """Per annotated ROI: the area fraction outside the final QSM mask (M1 lies at the
+        brain surface, where V-SHARP erodes the mask). Empty without annotations."""
+        from .._annotate import _CONTROLLERS
+        from ..qsm import roi_fraction_outside
+
+        ctl = _CONTROLLERS.get(self.viewer)
+        annset = getattr(ctl, "annset", None)
+        gre = _find_layer(self.viewer, "gre")
+        if self.result is None or annset is None or gre is None:
+            return {}
+        ras = LayerMeta.of(gre).ras_affine
+        return {
+            slot: roi_fraction_outside(a.centre_ras, a.semi_axes_ras, self.result.mask, ras)
+            for slot, a in sorted(annset.items.items())
+            if a.kind == "roi"
+        }
 
     def _show(self, res: QSMResult) -> None:
         from ..io._layers import QSM_COLORMAP

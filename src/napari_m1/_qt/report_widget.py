@@ -112,6 +112,7 @@ class ReportWidget(QWidget):
         self.link.setWordWrap(True)
         self.issues = QListWidget()
         self.issues.setWordWrap(True)
+        self.issues.setSpacing(3)  # wrapped items stay apart
         self.issues.setToolTip("Data issues: what was excluded or could not be computed")
 
         form = QFormLayout()

@@ -12,7 +12,8 @@ local field -> chi, all fields in ppm):
 - dipole inversion: :func:`tkd`, :func:`tv_admm`
 - referencing: :func:`reference_mean`
 - the whole chain: :func:`run_qsm` with :data:`PRESETS`; :func:`write_qsm_outputs`
-- metrics: :func:`nrmse`, :func:`hfen`, :func:`xsim`, :func:`fraction_outside`
+- metrics: :func:`nrmse`, :func:`hfen`, :func:`xsim`, :func:`fraction_outside`,
+  :func:`roi_fraction_outside`
 
 No Qt, no napari (``napari_m1._qt.qsm_widget`` is the dock).
 """
@@ -25,7 +26,7 @@ from ._dipole import tkd, tv_admm
 from ._fourier import dipole_kernel, pad_shape
 from ._inputs import QSMInput, b0_direction, input_from_arrays, load_case_input, voxel_size_mm
 from ._mask import brain_mask, phase_quality
-from ._metrics import fraction_outside, hfen, nrmse, xsim
+from ._metrics import fraction_outside, hfen, nrmse, roi_fraction_outside, xsim
 from ._output import OUTPUT_FILES, write_qsm_outputs
 from ._phase import (
     combine_echoes,
@@ -58,6 +59,7 @@ __all__ = [
     "pad_shape",
     "phase_quality",
     "reference_mean",
+    "roi_fraction_outside",
     "run_qsm",
     "template_unwrap",
     "tkd",

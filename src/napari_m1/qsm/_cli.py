@@ -77,9 +77,20 @@ def run_qsm_command(args: argparse.Namespace) -> int:
     """Run the reconstruction described by parsed ``args``; print a summary; return 0."""
     import time
 
+    from .._files import check_outputs
+    from ..errors import M1Error
+    from ..io import find_case_files
+    from ..io._case import case_input_files
     from . import PRESETS, load_case_input, run_qsm, write_qsm_outputs
 
     t0 = time.perf_counter()
+    # no output file may be an input (the mask, a map of the case) -- checked before hours of work
+    outs = ("Chimap.nii.gz", "mask.nii.gz", "totalfield.nii.gz", "localfield.nii.gz", "qsm.json")
+    try:
+        case_files = case_input_files(find_case_files(args.case_dir))
+    except M1Error:  # not a plain case folder: load_case_input says what is wrong
+        case_files = []
+    check_outputs([Path(args.out) / n for n in outs], [args.mask, *case_files])
     inp = load_case_input(args.case_dir, b0_tesla=args.b0)
     for w in inp.warnings:
         print(f"warning: {w}", file=sys.stderr)

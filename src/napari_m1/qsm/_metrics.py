@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-__all__ = ["fraction_outside", "hfen", "nrmse", "xsim"]
+__all__ = ["fraction_outside", "hfen", "nrmse", "roi_fraction_outside", "xsim"]
 
 
 def nrmse(recon: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
@@ -79,3 +79,40 @@ def fraction_outside(roi: np.ndarray, mask: np.ndarray) -> float:
     r = roi > 0
     n = int(r.sum())
     return float((r & ~(mask > 0)).sum() / n) if n else math.nan
+
+
+def roi_fraction_outside(
+    centre_ras: np.ndarray,
+    semi_axes_ras: np.ndarray,
+    mask: np.ndarray,
+    ras_affine: np.ndarray,
+) -> float:
+    """Area fraction (0-1) of an oval ROI that lies outside ``mask`` (or outside the grid).
+
+    Uses the measurement engine's exact-area pixel weights
+    (:func:`napari_m1.measure.ellipse_weights`) on the ROI's slice.
+
+    Parameters
+    ----------
+    centre_ras : (3,) float
+        ROI centre, scanner RAS mm (``Annotation.centre_ras``).
+    semi_axes_ras : (2, 3) float
+        The two semi-axis vectors in RAS mm (``Annotation.semi_axes_ras``).
+    mask : bool ndarray, shape (n0, n1, n2)
+        The final QSM mask in napari order (slices along axis 0).
+    ras_affine : (4, 4)
+        napari index -> RAS mm of ``mask``.
+    """
+    from ..measure import ellipse_weights
+
+    inv = np.linalg.inv(np.asarray(ras_affine, dtype=float))
+    c = inv[:3, :3] @ np.asarray(centre_ras, dtype=float) + inv[:3, 3]
+    uv = np.asarray(semi_axes_ras, dtype=float) @ inv[:3, :3].T
+    k = int(np.rint(c[0]))
+    if not 0 <= k < mask.shape[0]:
+        return 1.0
+    w = ellipse_weights(c[1:], uv[:, 1:].T, mask.shape[1:])
+    if w.total <= 0:
+        return math.nan
+    inside = float((w.weights * (mask[k, w.rows, w.cols] > 0)).sum())
+    return max(0.0, 1.0 - inside / w.total)

@@ -226,8 +226,10 @@ def total_field(
             if progress:
                 progress(0.7 + 0.25 * (e + 1) / len(tes), f"echo {e + 1} unwrapped")
         del phi0
+    check_cancel(cancel)
     omega = combine_echoes(inp.mag, unwrapped, tes, method=params.combine)
     del unwrapped
+    check_cancel(cancel)
     field_ppm = field_ppm_from_omega(omega, inp.b0_tesla)
     field_ppm[~mask] = 0
     if progress:
@@ -345,11 +347,14 @@ def run_qsm(
             rho=p.tv_rho,
             n_iter=p.tv_iterations,
             tol=p.tv_tol,
-            padded_shape=ps,
+            padded_shape=pad_shape(inp.shape, in_mask, inp.b0_dir, cut="both"),
             progress=pr,
             cancel=cancel,
         )
         info["dipole"] = {"method": "TV-ADMM", **tinfo}
+        info["dipole"]["padded_shape"] = list(
+            pad_shape(inp.shape, in_mask, inp.b0_dir, cut="both")
+        )
     else:
         raise ValueError(f"unknown dipole inversion {p.dipole!r}")
     timings["dipole"] = time.perf_counter() - t0

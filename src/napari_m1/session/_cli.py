@@ -61,6 +61,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
         incomplete_protocol=args.incomplete_protocol,
         hide_numbers=args.hide_numbers,
         coordinator_key=args.coordinator_key,
+        database_url=args.database_url,
     )
     try:
         n = len(st.reads())
@@ -112,7 +113,9 @@ def _cmd_verify(st: Any, args: argparse.Namespace) -> int:
 def _cmd_export(st: Any, args: argparse.Namespace) -> int:
     from .._files import check_outputs
 
-    check_outputs([args.out, args.measurements], _study_files(args.study_dir))
+    check_outputs(
+        [args.out, args.measurements], [*_study_files(args.study_dir), args.coordinator_key]
+    )
     check_outputs([args.measurements], [args.out])
     st.export_readings(args.out)
     msg = f"wrote {args.out}"
@@ -129,7 +132,10 @@ def _cmd_export(st: Any, args: argparse.Namespace) -> int:
 def _cmd_unblind(st: Any, args: argparse.Namespace) -> int:
     from .._files import check_outputs
 
-    check_outputs([args.out], [args.key, args.clinical, *_study_files(args.study_dir)])
+    check_outputs(
+        [args.out],
+        [args.key, args.clinical, args.coordinator_key, *_study_files(args.study_dir)],
+    )
     st.unblind(args.key, args.out, clinical_csv=args.clinical)
     print(f"wrote {args.out} (unblinded; logged)")
     return 0
@@ -179,6 +185,13 @@ def register(subparsers: Any) -> None:
         help="hide live measurement numbers from readers while they answer",
     )
     si.add_argument("--force", action="store_true", help="replace an existing study")
+    si.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="a server database for a multi-site study, e.g. "
+        "postgresql+psycopg://USER@HOST/DB (no password: use PGPASSWORD or ~/.pgpass); "
+        "default: study.sqlite in STUDY_DIR",
+    )
     si.set_defaults(func=_cmd_init)
     sv = ss.add_parser("verify", help="check the audit log's hash chain and the database")
     sv.add_argument("study_dir")
