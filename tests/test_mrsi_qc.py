@@ -25,7 +25,8 @@ def _planted(syn, test: str, met: str) -> np.ndarray:
 
 
 def test_reader_names_units_and_frequency(syn):
-    fit = read_fsl_mrsi(syn.folder)
+    assert read_fsl_mrsi(syn.folder).scaling == "raw"
+    fit = read_fsl_mrsi(syn.folder, scaling="molarity")
     assert fit.scaling == "molarity"
     assert set(fit.conc) == {"tNAA", "tCr", "tCho", "Glx", "Ins"}
     assert fit.labels["tNAA"] == "NAA+NAAG"

@@ -3,7 +3,7 @@
 Pure: numpy and nibabel only (no Qt, no napari). See docs/mrsi.md.
 """
 
-from ._fslmrs import SCALINGS, MRSIFit, is_fsl_mrsi_folder, read_fsl_mrsi
+from ._fslmrs import SCALINGS, MRSIFit, find_fsl_mrsi, is_fsl_mrsi_folder, read_fsl_mrsi
 from ._lcmodel import (
     LCModelCoord,
     LCModelTable,
@@ -29,6 +29,7 @@ __all__ = [
     "RatioMap",
     "canonical_name",
     "display_header",
+    "find_fsl_mrsi",
     "find_metabolite",
     "is_fsl_mrsi_folder",
     "ratio_maps",

@@ -22,10 +22,11 @@ import numpy as np
 from ..errors import M1LoadError
 from ._names import canonical_name
 
-__all__ = ["SCALINGS", "MRSIFit", "is_fsl_mrsi_folder", "read_fsl_mrsi"]
+__all__ = ["SCALINGS", "MRSIFit", "find_fsl_mrsi", "is_fsl_mrsi_folder", "read_fsl_mrsi"]
 
-#: concentration folders in order of preference
-SCALINGS = ("molarity", "molality", "internal", "raw")
+#: concentration folders in order of preference: ratios of raw amplitudes first (as LCModel's
+#: ``/Cr+PCr`` column; water scaling applies per-metabolite relaxation corrections)
+SCALINGS = ("raw", "internal", "molarity", "molality")
 _NII = (".nii.gz", ".nii")
 
 
@@ -82,9 +83,30 @@ class MRSIFit:
 def is_fsl_mrsi_folder(folder: str | os.PathLike[str]) -> bool:
     """Cheap check: ``folder/concs/<scaling>/`` holds at least one NIfTI."""
     concs = Path(folder) / "concs"
-    return any(
-        (concs / s).is_dir() and any(_stem(p) for p in (concs / s).iterdir()) for s in SCALINGS
-    )
+    try:
+        return any(
+            (concs / s).is_dir() and any(_stem(p) for p in (concs / s).iterdir()) for s in SCALINGS
+        )
+    except OSError:
+        return False
+
+
+#: sub-folders of a case folder searched first for an fsl_mrsi output
+CASE_SUBFOLDERS = ("fsl_mrsi", "mrsi")
+
+
+def find_fsl_mrsi(case_dir: str | os.PathLike[str]) -> Path | None:
+    """The fsl_mrsi output of a case: the case folder itself, ``fsl_mrsi/`` or ``mrsi/``,
+    else the first direct sub-folder (sorted) that is one; None when there is none."""
+    root = Path(case_dir)
+    if is_fsl_mrsi_folder(root):
+        return root
+    subs = [root / n for n in CASE_SUBFOLDERS]
+    try:
+        subs += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return None
+    return next((p for p in subs if p.is_dir() and is_fsl_mrsi_folder(p)), None)
 
 
 def _load3d(p: Path, shape: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:

@@ -58,6 +58,7 @@ def write_fsl_mrsi_folder(
     spectrometer_frequency_mhz: float = 297.2,
     n_fit_points: int = 64,
     n_extra: int = 0,
+    affine: np.ndarray | None = None,
 ) -> SyntheticMRSI:
     """Write an fsl_mrsi-shaped folder to ``out`` (created) and return its truth.
 
@@ -69,8 +70,9 @@ def write_fsl_mrsi_folder(
     rng = np.random.default_rng(seed)
     root = Path(out)
     sf = spectrometer_frequency_mhz
-    affine = np.diag([voxel_mm, voxel_mm, voxel_mm, 1.0])
-    affine[:3, 3] = [-voxel_mm * shape[0] / 2, -voxel_mm * shape[1] / 2, 10.0]
+    if affine is None:
+        affine = np.diag([voxel_mm, voxel_mm, voxel_mm, 1.0])
+        affine[:3, 3] = [-voxel_mm * shape[0] / 2, -voxel_mm * shape[1] / 2, 10.0]
     mask = np.zeros(shape, dtype=bool)
     mask[1:-1, 1:-1, :] = True
     syn = SyntheticMRSI(root, {}, spectrometer_frequency_mhz=sf)
