@@ -21,6 +21,7 @@ from /proc/self/status VmHWM), repeats interleaved so machine noise hits all sid
   (nibabel's forced read of the same dtype; ``get_fdata`` would be float64);
 * ``plain read`` (``.nii`` only): ``readinto`` of each file's voxel bytes into one
   preallocated buffer -- the disk/page-cache floor;
+* ``load_case`` alone in a child without napari: the reading itself (time, peak RSS);
 * ``napari-m1`` in a real napari window with the M1 case dock: ``open_case`` as a
   click does (staged). *first frame*: clock stopped at the canvas draw that follows
   the GRE's first frame; *ready*: at the draw after ``case_loaded`` (every layer added,
@@ -151,6 +152,19 @@ def child_plain(folder: Path) -> dict:
     return {"t": t, "peak": _status("VmHWM:") - before, "data": sum(a.nbytes for a in keep)}
 
 
+def child_pure(folder: Path, tiny: Path) -> dict:
+    """``load_case`` alone (no napari): the reading itself, its time and peak RSS."""
+    from napari_m1.io import load_case
+
+    load_case(tiny)  # one-time imports first
+    before = _status("VmRSS:")
+    t0 = time.perf_counter()
+    case = load_case(folder)
+    t = time.perf_counter() - t0
+    data = sum(v.data.nbytes for v in case.volumes)
+    return {"t": t, "peak": _status("VmHWM:") - before, "data": data}
+
+
 def child_gui(folder: Path, tiny: Path, moves: int) -> dict:
     os.environ.setdefault("QT_API", "pyqt6")
     import napari
@@ -234,7 +248,9 @@ def child_gui(folder: Path, tiny: Path, moves: int) -> dict:
         app.processEvents()
     t = time.perf_counter()
     widget.open_case(folder, block=True)
-    t_block = next_draw_after(t) - t
+    # the clock stops at the first draw once every layer is added (not a draw napari
+    # may have made in between)
+    t_block = next_draw_after(time.perf_counter()) - t
     viewer.close()
     return {
         "first": t_first,
@@ -260,6 +276,13 @@ def _run_child(*args: str) -> dict:
 
 
 # --------------------------------------------------------------------------- main
+def _warm_page_cache(folder: Path) -> None:
+    for f in folder.iterdir():
+        with open(f, "rb", buffering=0) as fh:
+            while fh.read(64 << 20):
+                pass
+
+
 def _fmt_runs(ts: list[float]) -> str:
     return ", ".join(f"{t:.2f}" for t in ts)
 
@@ -279,6 +302,8 @@ def main() -> int:
             out = child_nibabel(folder)
         elif kind == "plain":
             out = child_plain(folder)
+        elif kind == "pure":
+            out = child_pure(folder, Path(args.child[2]))
         else:
             out = child_gui(folder, Path(args.child[2]), int(args.child[3]))
         print(json.dumps(out))
@@ -315,11 +340,13 @@ def main() -> int:
                 f"in {time.perf_counter() - t:.0f} s",
                 flush=True,
             )
-            res: dict[str, list[dict]] = {"nibabel": [], "plain": [], "gui": []}
+            _warm_page_cache(folder)  # every side then reads from memory, as after a copy
+            res: dict[str, list[dict]] = {"nibabel": [], "plain": [], "pure": [], "gui": []}
             for _ in range(repeats):
                 res["nibabel"].append(_run_child("nibabel", str(folder)))
                 if fmt == "nii":
                     res["plain"].append(_run_child("plain", str(folder)))
+                res["pure"].append(_run_child("pure", str(folder), str(tiny)))
                 res["gui"].append(_run_child("gui", str(folder), str(tiny), str(args.moves)))
             _report(fmt, res)
             shutil.rmtree(folder)
@@ -338,14 +365,23 @@ def _report(fmt: str, res: dict[str, list[dict]]) -> None:
     if res["plain"]:
         pl = [r["t"] for r in res["plain"]]
         print(f"  plain readinto             median {med(pl):7.2f} s  (runs {_fmt_runs(pl)})")
+    pu = [r["t"] for r in res["pure"]]
+    print(f"  napari-m1 load_case alone  median {med(pu):7.2f} s  (runs {_fmt_runs(pu)})")
     print(f"  napari-m1 first frame      median {med(first):7.2f} s  (runs {_fmt_runs(first)})")
     print(f"  napari-m1 ready (complete) median {med(ready):7.2f} s  (runs {_fmt_runs(ready)})")
     print(f"  napari-m1 blocking + draw  median {med(block):7.2f} s  (runs {_fmt_runs(block)})")
-    for label, v in (("first frame", first), ("ready", ready), ("blocking", block)):
+    for label, v in (
+        ("load_case", pu),
+        ("first frame", first),
+        ("ready", ready),
+        ("blocking", block),
+    ):
         line = f"  ratio {label:12s} / {base_name} = {med(v) / base:.2f}"
         if res["plain"]:
             line += f"   / plain read = {med(v) / med([r['t'] for r in res['plain']]):.2f}"
         print(line)
+    pure_peak = med([r["peak"] / r["data"] for r in res["pure"]])
+    print(f"  peak RSS load_case alone {pure_peak:.3f} x data")
     peak = med([r["peak"] / r["data"] for r in g])
     nbp = med([r["peak"] / r["data"] for r in res["nibabel"]])
     print(

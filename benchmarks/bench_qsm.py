@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             lam=p.tv_lambda,
             n_iter=p.tv_iterations,
             tol=0.0,
-            padded_shape=ps,
+            padded_shape=pad_shape(inp.shape, fmask, inp.b0_dir, cut="both"),
         ),
         args.repeats,
     )

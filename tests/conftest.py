@@ -54,3 +54,76 @@ def make_nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None, *
         img.header[k] = v
     nib.save(img, str(path))
     return path
+
+
+# ----------------------------------------------------------------------------- study backends
+# Every study test runs on SQLite (the default) and on a real PostgreSQL server started
+# here on 127.0.0.1 (tests/pgserver.py). Modules opt in with
+#   pytestmark = pytest.mark.usefixtures("study_backend")
+# and tests that open the SQLite file itself are marked @pytest.mark.sqlite_only.
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throw-away PostgreSQL server for the whole test session (skips when impossible)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pgserver import PgUnavailable, start_server
+
+    try:
+        srv = start_server()
+    except PgUnavailable as exc:
+        pytest.skip(f"PostgreSQL cannot be started here: {exc}")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def study_backend(request, monkeypatch):
+    """Which database new studies get: their folder's SQLite file, or a fresh PostgreSQL
+    database per study (credentials through PGPASSWORD, never in study.json)."""
+    if request.param == "sqlite":
+        return "sqlite"
+    if request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("opens the SQLite study file itself")
+    import itertools
+    import uuid
+
+    import napari_m1.session._setup as setup
+
+    srv = request.getfixturevalue("pg_server")
+    monkeypatch.setenv("PGPASSWORD", srv.password)
+    counter = itertools.count()
+
+    def new_url(study_dir):
+        return srv.create_database(f"m1_{uuid.uuid4().hex[:10]}_{next(counter)}")
+
+    monkeypatch.setattr(setup, "default_database_url", new_url)
+    return "postgresql"
+
+
+def study_sql(study: Path, statement: str, *params) -> None:
+    """Run one SQL statement (``?`` placeholders) on a study's database, behind
+    napari-m1's back (tests of tamper detection), whatever its backend."""
+    import json
+    import sqlite3
+
+    info = json.loads((Path(study) / "study.json").read_text(encoding="utf-8"))
+    url = info.get("database_url")
+    if not url:
+        con = sqlite3.connect(Path(study) / "study.sqlite")
+        try:
+            con.execute(statement, params)
+            con.commit()
+        finally:
+            con.close()
+        return
+    import psycopg
+    import sqlalchemy as sa
+
+    u = sa.engine.make_url(url)
+    with psycopg.connect(
+        host=u.host, port=u.port, user=u.username, dbname=u.database
+    ) as con:  # password from PGPASSWORD
+        con.execute(statement.replace("?", "%s"), params)

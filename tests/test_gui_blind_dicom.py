@@ -18,7 +18,7 @@ from napari_m1.io._dicom_synth import write_dicom_series
 from napari_m1.phantom import write_phantom_case
 from napari_m1.session import identifying_tokens
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 DICOM_TOKENS = {
     "PatientName": "Smithtoken^Johntoken",

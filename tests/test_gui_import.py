@@ -75,6 +75,7 @@ def test_drop_dicom_folder_and_bad_dicom(make_napari_viewer, tmp_path):
     assert len(viewer.layers) == 0  # nothing half-loaded
 
 
+@pytest.mark.slow
 def test_browser_lists_dicom_series_and_opens_the_chosen_one(
     make_napari_viewer, tmp_path, qtbot, shots
 ):
@@ -182,3 +183,22 @@ def test_echo_times_asked_once_and_kept_out_of_user_data(
     widget.open_case(src, block=True)  # remembered: not asked again
     assert asked == [3]
     assert widget.table.item(0, 4).text() == "4, 8, 12"
+
+
+def test_cancel_a_dicom_load_opens_nothing(make_napari_viewer, tmp_path, qtbot):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    data = np.random.default_rng(2).integers(1, 3000, (4, 60, 64, 64)).astype(np.uint16)
+    write_dicom_series(
+        tmp_path / "big", data, iop=orientation_iop("axial"), echo_times_ms=[4, 8, 12, 16]
+    )
+    with qtbot.waitSignal(widget.load_failed, timeout=60_000) as blocker:
+        widget.open_case(tmp_path / "big")  # worker thread, file-count progress
+        assert widget.cancel_button.isVisibleTo(widget)
+        widget.cancel_load()
+    assert blocker.args == ["loading was cancelled"]
+    assert len(viewer.layers) == 0
+    assert not widget.cancel_button.isVisibleTo(widget)
+    with qtbot.waitSignal(widget.case_loaded, timeout=60_000):
+        widget.open_case(tmp_path / "big")  # a later load is not cancelled
+    assert viewer.layers["GRE magnitude"].data.shape == (4, 60, 64, 64)

@@ -286,3 +286,37 @@ def test_peak_rss_is_the_data(tmp_path):
     growth = m["after"] - m["before"]
     # the slab buffers (a few MiB) are the only allowance beyond the data
     assert growth <= 1.05 * m["data"] + 2 * _stream.SLAB_BYTES, m
+
+
+def test_measurement_engine_waits_for_the_echoes_it_reads():
+    """An engine built on a GRE still loading blocks until its echoes are read, then
+    gives exactly the rows of the complete array (never a half-read echo)."""
+    from napari_m1.annotation import roi_annotation
+    from napari_m1.measure import MapSource, MeasurementEngine
+    from napari_m1.protocol import PROTOCOLS
+
+    m1 = PROTOCOLS["m1-7t"]
+    full = np.random.default_rng(9).uniform(10, 100, size=(2, 6, 60, 60)).astype(np.float32)
+    buf = np.zeros_like(full)
+    buf[0] = full[0]
+    arr = LoadingArray(buf)
+    arr.mark_ready(1)
+    ras = np.diag([2.0, 0.25, 0.25, 1.0])[[2, 1, 0, 3]]
+    ras[:3, 3] = [-7.0, -7.0, 0.0]
+    ras[3] = [0, 0, 0, 1]
+    roi = roi_annotation(
+        "L_hand_roi", (ras @ np.r_[2, 30.0, 30.0, 1.0])[:3], [1.128, 0, 0], [0, 1.128, 0]
+    )
+    eng = MeasurementEngine([MapSource("gre", "g", arr, ras, [10.0, 20.0])], m1)
+    worker = threading.Thread(target=eng.update, args=("L_hand_roi", roi))
+    worker.start()
+    worker.join(0.3)
+    assert worker.is_alive()  # echo 2 is not read: the measurement waits
+    buf[1] = full[1]
+    arr.mark_ready(2)
+    worker.join(10)
+    assert not worker.is_alive()
+    ref = MeasurementEngine([MapSource("gre", "g", full, ras, [10.0, 20.0])], m1)
+    ref.update("L_hand_roi", roi)
+    assert repr(eng.rows()) == repr(ref.rows())
+    assert len(eng.rows()) == 2

@@ -377,3 +377,33 @@ def test_roi_fraction_outside_uses_exact_areas():
     assert roi_fraction_outside(roi.centre_ras, roi.semi_axes_ras, mask, aff) == pytest.approx(0)
     far = roi_annotation("x", [10.0, 10.0, 50.0], [1.0, 0, 0], [0, 1.0, 0])
     assert roi_fraction_outside(far.centre_ras, far.semi_axes_ras, mask, aff) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "nominal"),
+    [(-4096, 4095, (-4096, 4095)), (0, 4095, (0, 4095)), (-0.0037, 0.0037, None)],
+)
+def test_phase_from_any_stored_range(lo, hi, nominal):
+    """Phase rescaled by the loader from its observed range is re-mapped from the nominal
+    scanner range when noise kept the extremes from being reached."""
+    from napari_m1.io._nifti import rescale_phase
+    from napari_m1.qsm import input_from_arrays
+
+    rng = np.random.default_rng(0)
+    true = rng.uniform(-np.pi, np.pi * 0.99, (8, 8, 8)).astype(np.float32)
+    true[0, 0, 0], true[0, 0, 1] = -np.pi * 0.985, np.pi * 0.985  # extremes not reached
+    span = hi - lo + (1 if nominal else 0)
+    stored = (true + np.pi) / (2 * np.pi) * span + lo
+    if nominal:
+        stored = np.floor(stored)
+    scaling = rescale_phase(stored)
+    inp = input_from_arrays(
+        np.ones_like(true), stored, (5.0,), 3.0, np.eye(4), phase_scaling=scaling
+    )
+    err = np.angle(np.exp(1j * (inp.phase[0] - true)))
+    if nominal:
+        assert inp.source["phase_nominal_range"] == list(nominal)
+        assert np.abs(err).max() < 2 * np.pi / span  # within one stored step
+    else:
+        assert inp.source["phase_nominal_range"] is None
+        assert np.abs(err).max() < 0.05  # observed range (+-0.985 pi here) stretched to +-pi

@@ -7,16 +7,19 @@ import hashlib
 import io
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from conftest import study_sql
 from napari_m1.annotation import caliper_annotation, roi_annotation
 from napari_m1.cli import main
 from napari_m1.errors import M1Error
 from napari_m1.session import ANSWER_FIELDS, LockedError, ReaderSession, ReadInfo, Study
 from napari_m1.session._db import audit_hash
+
+#: Every test here runs on SQLite and on a real PostgreSQL server (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("study_backend")
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "csv-schemas.md"
 FULL_FORM = {"hypointensity": 1, "thinning": 0, "als_consistent": 1, "confidence": 4}
@@ -84,12 +87,7 @@ def _fill(sess: ReaderSession, pseudonym: str, form: dict | None = None) -> None
 
 
 def _sql(study: Path, statement: str, *params) -> None:
-    con = sqlite3.connect(study / "study.sqlite")
-    try:
-        con.execute(statement, params)
-        con.commit()
-    finally:
-        con.close()
+    study_sql(study, statement, *params)  # SQLite or PostgreSQL, behind napari-m1's back
 
 
 # ----------------------------------------------------------------------------- study init
@@ -259,6 +257,7 @@ def test_cases_csv_from_excel_bom_crlf_and_spaces_is_accepted(tmp_path):
     }
 
 
+@pytest.mark.sqlite_only
 def test_database_url_in_study_json_is_used(tmp_path):
     """study.json may point at another database (a PostgreSQL URL in a multi-site study)."""
     study = _study(tmp_path, 2, readers="R1")
@@ -715,7 +714,7 @@ def _study_with_answers(tmp_path):
     st = Study(tmp_path / "st")
     assert st.verify().ok
     st.close()
-    return tmp_path / "st" / "study.sqlite", p
+    return tmp_path / "st", p
 
 
 @pytest.mark.parametrize(
@@ -728,15 +727,10 @@ def _study_with_answers(tmp_path):
     ],
 )
 def test_verify_catches_data_changed_behind_the_log(tmp_path, sql, word):
-    import sqlite3
-
     from napari_m1.session import Study
 
-    db, _p = _study_with_answers(tmp_path)
-    con = sqlite3.connect(db)
-    con.execute(sql)
-    con.commit()
-    con.close()
+    study, _p = _study_with_answers(tmp_path)
+    study_sql(study, sql)
     st = Study(tmp_path / "st")
     res = st.verify()
     st.close()

@@ -879,3 +879,19 @@ def test_fleiss_bca_matches_scipy_bootstrap(n, k, seed):
         rng=np.random.default_rng(7),
     ).confidence_interval
     assert (s.ci_low, s.ci_high) == pytest.approx((ref.low, ref.high), abs=1e-12)
+
+
+def test_public_api_is_lazy_and_complete():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_m1.stats as s\n"
+        "print(sorted(m for m in sys.modules if m.startswith('napari_m1.stats.')))\n"
+        "print(all(getattr(s, n) is not None for n in s.__all__))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[:2] == ["[]", "True"]  # nothing loaded until used; every name resolves
+    assert sorted(napari_m1.stats.__all__) == sorted(napari_m1.stats._LAZY)

@@ -108,9 +108,9 @@ class StagedCaseLayers:
       :class:`~napari_m1.io.LoadingArray` whose reads wait for later echoes) and the
       middle slice shown -- the first frame;
     * ``volume`` 0: the GRE's data becomes the plain, complete numpy array;
-    * ``volume`` i > 0: a phase, QSM or MRSI map is complete (kept until ``done``);
-    * ``done``: the maps are added (hidden, as always) and :attr:`complete` becomes
-      True -- the case's "ready" moment.
+    * ``volume`` i > 0: a phase, QSM or MRSI map is complete: its layer is added
+      (hidden, as always) at its usual place in the layer list;
+    * ``done``: :attr:`complete` becomes True -- the case's "ready" moment.
 
     :meth:`discard` removes what was added (a failed or cancelled load).
     """
@@ -119,8 +119,9 @@ class StagedCaseLayers:
         self.viewer = viewer
         self.label = label
         self.layers: list[Any] = []
-        self._pending: list[tuple[Any, Any]] = []
+        self._by_index: dict[int, Any] = {}
         self.complete = False
+        _LOADING.setdefault(viewer, set()).add(self)
 
     def handle(self, event: Any) -> Any | None:
         """Apply one load event; returns the layer it added, if any."""
@@ -134,6 +135,7 @@ class StagedCaseLayers:
             visible = kwargs.pop("visible", True)
             layer = self.viewer.add_image(data, visible=False, **kwargs)
             self.layers.append(layer)
+            self._by_index[0] = layer
             _show_middle_slice(self.viewer, layer)
             layer.visible = visible
             if event.kind == "first":
@@ -146,32 +148,48 @@ class StagedCaseLayers:
             ref.metadata[METADATA_KEY].update(vol.extra)  # n_nan, known once read
             return None
         if event.kind == "volume":
-            self._pending.append(event.payload)
-            return None
+            # A map is complete: its layer goes where a blocking load would put it
+            # (GRE, phase, QSM, MRSI order), hidden as always.
+            from napari.layers import Image
+
+            vol, place = event.payload
+            data, kwargs, _ = volume_to_layer_data(vol, place, case_label=self.label)
+            layer = Image(data, **kwargs)
+            before = [ly for k, ly in self._by_index.items() if k < event.index]
+            pos = max(self.viewer.layers.index(ly) for ly in before) + 1
+            self.viewer.layers.insert(pos, layer)
+            self._by_index[event.index] = layer
+            self.layers.append(layer)
+            self.viewer.layers.selection.active = self.layers[0]  # keep the GRE's controls
+            return layer
         if event.kind == "done":
-            # The maps (hidden at first) are added together once everything is read:
-            # one round of napari's layer-list, dims and canvas updates instead of one
-            # per map while the reader is already looking at the GRE.
-            for vol, place in self._pending:
-                data, kwargs, _ = volume_to_layer_data(vol, place, case_label=self.label)
-                self.layers.append(self.viewer.add_image(data, **kwargs))
-            self._pending.clear()
             self.viewer.layers.selection.active = self.layers[0]  # the GRE, not a hidden map
             self.complete = True
+            _LOADING.get(self.viewer, set()).discard(self)
         return None
 
     def discard(self) -> None:
         """Remove every layer this load added."""
+        _LOADING.get(self.viewer, set()).discard(self)
         for layer in self.layers:
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self.layers.clear()
 
 
+_LOADING: weakref.WeakKeyDictionary[Any, set[StagedCaseLayers]] = weakref.WeakKeyDictionary()
+
+
 def case_is_complete(viewer: Any) -> bool:
-    """False while any napari-m1 layer still holds data that is being read."""
+    """True unless a case is still streaming into ``viewer`` (see :class:`StagedCaseLayers`).
+
+    False from the first frame of a staged load until its last map is added, and while
+    any napari-m1 layer's data is still a :class:`~napari_m1.io.LoadingArray`.
+    """
     from .io import LoadingArray
 
+    if _LOADING.get(viewer):
+        return False
     return not any(isinstance(ly.data, LoadingArray) for ly in m1_layers(viewer))
 
 

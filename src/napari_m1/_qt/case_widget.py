@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._reading import get_reading_tools
 from .._viewer import (
     StagedCaseLayers,
     add_case_layers,
@@ -74,6 +75,7 @@ class CaseWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.orientation = get_orientation(napari_viewer)
+        get_reading_tools(napari_viewer)  # slice keys, window/level drag, hover readout
         self._worker: Any = None
         self._staged: StagedCaseLayers | None = None
 
@@ -109,6 +111,10 @@ class CaseWidget(QWidget):
             "The GRE is shown as soon as echo 1 is read; later echoes and the maps follow. "
             "Measurements wait for the data they need."
         )
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop reading this folder; nothing is opened")
+        self.cancel_button.setVisible(False)
+        self._cancel_requested = False
         self.radiological = QCheckBox("Radiological view (patient's left on screen right)")
         self.radiological.setChecked(True)
         self.cursor_label = QLabel("")
@@ -140,7 +146,10 @@ class CaseWidget(QWidget):
         lay.addWidget(self.table)
         lay.addWidget(self.radiological)
         lay.addWidget(self.cursor_label)
-        lay.addWidget(self.progress)
+        row_p = QHBoxLayout()
+        row_p.addWidget(self.progress, 1)
+        row_p.addWidget(self.cancel_button)
+        lay.addLayout(row_p)
         lay.addWidget(self.status)
         lay.addStretch(1)
 
@@ -154,6 +163,7 @@ class CaseWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_table)
         self.viewer.cursor.events.position.connect(self._on_cursor)
         self._file_progress.connect(self._on_file_progress)
+        self.cancel_button.clicked.connect(self.cancel_load)
         self._refresh_table()
 
     # ------------------------------------------------------------------ actions
@@ -244,8 +254,10 @@ class CaseWidget(QWidget):
     def _start(self, job: Any, *, block: bool) -> None:
         import inspect
 
+        self._cancel_requested = False
         if "progress" in inspect.signature(job).parameters:  # file-count progress
-            job = partial(job, progress=self._file_progress.emit)
+            job = partial(job, progress=self._report_progress)
+            self.cancel_button.setVisible(not block)
         self.status.setText("Loading…")
         self.open_button.setEnabled(False)
         self.sample_button.setEnabled(False)
@@ -342,6 +354,18 @@ class CaseWidget(QWidget):
             show_warning(w)
         self.case_loaded.emit(case.files.label)
 
+    def cancel_load(self) -> None:
+        """Stop a DICOM/folder load at its next file; nothing is opened."""
+        self._cancel_requested = True
+
+    def _report_progress(self, done: int, total: int) -> None:
+        """Worker-thread progress callback: cancels by raising, reports by signal."""
+        if self._cancel_requested:
+            from ..errors import M1LoadError
+
+            raise M1LoadError("loading was cancelled")
+        self._file_progress.emit(done, total)
+
     def _on_file_progress(self, done: int, total: int) -> None:
         self.progress.setVisible(done < total)
         if total:
@@ -361,6 +385,7 @@ class CaseWidget(QWidget):
         self.load_failed.emit(msg)
 
     def _enable(self) -> None:
+        self.cancel_button.setVisible(False)
         self.open_button.setEnabled(True)
         self.sample_button.setEnabled(True)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import (
     QFrame,
     QLabel,
@@ -37,11 +37,41 @@ __all__ = ["PositionLabels", "WorkstationWidget", "scrolled"]
 COMPACT_LIST_HEIGHT = 150  # the checklist scrolls inside this at small screens
 
 
+class _FitScrollArea(QScrollArea):
+    """A vertical scroll area that gives its widget the viewport's height whenever the
+    widget's minimum fits (so nothing scrolls at 1920×1080), and its minimum otherwise.
+
+    Qt's own ``widgetResizable`` sizes a layout with word-wrapped labels by
+    height-for-width, which asks for far more than the minimum and scrolls needlessly.
+    """
+
+    def __init__(self, widget: QWidget) -> None:
+        super().__init__()
+        self.setWidget(widget)
+        self.setWidgetResizable(False)
+        widget.installEventFilter(self)
+
+    def _fit(self) -> None:
+        w, vp = self.widget(), self.viewport()
+        if w is None:
+            return
+        h = max(vp.height(), w.minimumSizeHint().height())
+        if (w.width(), w.height()) != (vp.width(), h):
+            w.resize(vp.width(), h)
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:
+        if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self._fit()
+        return False
+
+
 def scrolled(widget: QWidget) -> QScrollArea:
     """``widget`` in a frameless vertical scroll area (so it never forces the window's size)."""
-    area = QScrollArea()
-    area.setWidget(widget)
-    area.setWidgetResizable(True)
+    area = _FitScrollArea(widget)
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     area.setMinimumHeight(60)

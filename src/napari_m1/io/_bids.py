@@ -178,7 +178,8 @@ def find_entry(root: str | os.PathLike[str], subject: str | None, session: str |
         f"sub-{e.subject}" + (f"/ses-{e.session}" if e.session else "") for e in hits[:6]
     )
     raise M1LoadError(
-        f"{Path(root).name}: {len(hits)} subjects/sessions ({labels}); choose one with --subject"
+        f"{Path(root).name}: {len(hits)} subjects/sessions ({labels}); choose one in the "
+        "M1 case dock (DICOM / BIDS…) or with --subject"
         + (" and --session" if any(e.session for e in hits) else "")
     )
 

@@ -8,7 +8,8 @@ reports, in order:
 1. ``"first"`` -- echo 1 of the GRE reference is read: enough for a first frame;
 2. ``"progress"`` -- after every few slabs (bytes done / total);
 3. ``"echo"`` -- one more GRE echo is complete;
-4. ``"volume"`` -- a map is complete (finished, placed on the reference grid);
+4. ``"volume"`` -- a map is complete (finished, placed on the reference grid); the GRE
+   first, then the other maps smallest first (``index`` is the map's place in the Case);
 5. ``"done"`` -- the whole :class:`~napari_m1.io.Case` (the generator's return value too).
 
 :class:`LoadingArray` lets the GRE be shown while its later echoes are still being
@@ -201,6 +202,7 @@ class CaseLoad:
     ) -> None:
         files = source if isinstance(source, CaseFiles) else find_case_files(source)
         want = set(kinds or ("gre", "phase", "qsm", "mrsi")) | {"gre"}
+        self._want = want
         plans = [plan_volume(files.gre, kind="gre", echo_times_ms=files.echo_times_ms)]
         self._phase_difference = bool(files.phase and "phase" in want and files.phase_difference)
         if self._phase_difference:
@@ -233,10 +235,14 @@ class CaseLoad:
         total = self.nbytes
         base = 0
         last = 0
-        vols = []
-        places = []
+        vols: dict[int, Any] = {}
+        places: dict[int, Any] = {}
+        # GRE first (the first frame), then the maps smallest first: the tiny MRSI maps
+        # are ready (and their layers added) while the big phase still streams.
+        order = [0, *sorted(range(1, len(self.plans)), key=lambda k: self.plans[k].nbytes)]
         try:
-            for i, plan in enumerate(self.plans):
+            for i in order:
+                plan = self.plans[i]
                 echo = plan.echo_nbytes
                 ready = 0
                 if i == 0:
@@ -263,16 +269,24 @@ class CaseLoad:
                     place = reference_placement(vol.ras_affine, vol.spatial_shape)
                 else:
                     place = place_one(vol, vols[0], places[0])
-                vols.append(vol)
-                places.append(place)
+                vols[i], places[i] = vol, place
                 yield LoadEvent("volume", base, total, i, (vol, place))
+            # QC'd ratio maps of an fsl_mrsi output: computed, not streamed (docs/mrsi.md)
+            if self.files.fsl_mrsi is not None and "mrsi" in self._want:
+                from ._mrsi import ratio_volumes
+
+                for vol in ratio_volumes(self.files.fsl_mrsi):
+                    i = len(vols)
+                    vols[i], places[i] = vol, place_one(vol, vols[0], places[0])
+                    yield LoadEvent("volume", base, total, i, (vol, places[i]))
         except BaseException as exc:
             if self.reference_array is not None:
                 cancelled = isinstance(exc, GeneratorExit)
                 why = M1LoadError("loading was cancelled") if cancelled else exc
                 self.reference_array.fail(why)
             raise
-        case = Case(self.files, vols, places)
+        idx = range(len(vols))  # the Case lists maps in their usual order
+        case = Case(self.files, [vols[k] for k in idx], [places[k] for k in idx])
         yield LoadEvent("done", total, total, 0, case)
         return case
 

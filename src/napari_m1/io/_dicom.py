@@ -149,6 +149,17 @@ def _f(v: Any, default: float | None = None) -> float | None:
         return default
 
 
+def _vec(v: Any, n: int, tag: str, name: str) -> NDArray[np.float64]:
+    """A DICOM multi-value as ``n`` floats, or a one-line error naming the file."""
+    try:
+        out = np.asarray([float(x) for x in (v if type(v).__name__ != "str" else [v])])
+    except (TypeError, ValueError):
+        raise M1LoadError(f"{name}: {tag} is not numeric ({v!r})") from None
+    if out.shape != (n,):
+        raise M1LoadError(f"{name}: {tag} must hold {n} numbers, got {out.size}")
+    return out
+
+
 def _component(image_type: tuple[str, ...], complex_component: str | None) -> str:
     cc = (complex_component or "").upper()
     if cc in ("MAGNITUDE", "PHASE", "REAL", "IMAGINARY"):
@@ -224,9 +235,9 @@ def _frames_of(ds: Any, path: Path) -> list[DicomFrame]:
                     ),
                     echo_number=None,
                     te_ms=_f(get("MREchoSequence", "EffectiveEchoTime")),
-                    ipp=np.asarray(ipp, float),
-                    iop=np.asarray(iop, float),
-                    spacing=np.asarray(spacing, float),
+                    ipp=_vec(ipp, 3, "ImagePositionPatient", name),
+                    iop=_vec(iop, 6, "ImageOrientationPatient", name),
+                    spacing=_vec(spacing, 2, "PixelSpacing", name),
                     slope=_f(get("PixelValueTransformationSequence", "RescaleSlope"), 1.0) or 1.0,
                     intercept=_f(get("PixelValueTransformationSequence", "RescaleIntercept"), 0.0)
                     or 0.0,
@@ -252,9 +263,9 @@ def _frames_of(ds: Any, path: Path) -> list[DicomFrame]:
             component=_component(it, ds.get("ComplexImageComponent")),
             echo_number=int(en) if en not in (None, "") else None,
             te_ms=_f(ds.get("EchoTime")),
-            ipp=np.asarray(ipp, float),
-            iop=np.asarray(iop, float),
-            spacing=np.asarray(spacing, float),
+            ipp=_vec(ipp, 3, "ImagePositionPatient", name),
+            iop=_vec(iop, 6, "ImageOrientationPatient", name),
+            spacing=_vec(spacing, 2, "PixelSpacing", name),
             slope=_f(ds.get("RescaleSlope"), 1.0) or 1.0,
             intercept=_f(ds.get("RescaleIntercept"), 0.0) or 0.0,
             image_type=it,
@@ -369,6 +380,12 @@ def _check_stack(frames: list[DicomFrame], what: str) -> str | None:
             return f"mixed slice orientations in {what} ({f0.path.name}, {fr.path.name})"
         if not np.allclose(fr.spacing, f0.spacing, atol=1e-4):
             return f"mixed pixel spacings in {what} ({f0.path.name}, {fr.path.name})"
+    if not (np.all(np.isfinite(f0.spacing)) and np.all(f0.spacing > 0)):
+        return f"{f0.path.name}: PixelSpacing must be two positive numbers, got {f0.spacing}"
+    if not all(np.all(np.isfinite(fr.ipp)) for fr in frames):
+        return f"{what}: ImagePositionPatient must be three finite numbers"
+    if not np.all(np.isfinite(f0.iop)):
+        return f"{f0.path.name}: ImageOrientationPatient must be six finite numbers"
     normal = np.cross(f0.iop[:3], f0.iop[3:])
     if not np.isclose(np.linalg.norm(normal), 1.0, atol=1e-3):
         return f"{f0.path.name}: ImageOrientationPatient is not two orthonormal directions"
@@ -598,7 +615,9 @@ def scan_dicom(folder: str | os.PathLike[str], *, progress: Progress | None = No
             headers[uid] = _acquisition_fields(ds)
         try:
             frames.extend(_frames_of(ds, f))
-        except (TypeError, ValueError, IndexError, AttributeError) as exc:
+        except M1LoadError:
+            raise
+        except (TypeError, ValueError, IndexError, AttributeError, KeyError) as exc:
             raise M1LoadError(f"{f.name}: malformed image header ({exc})") from None
     if progress is not None:
         progress(len(files), len(files))

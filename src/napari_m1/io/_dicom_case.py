@@ -72,6 +72,11 @@ def load_series(
     for e, echo in enumerate(series.echoes):
         for k, fr in enumerate(echo.frames):
             where[fr.path].append((fr.frame, e, k))
+    from ._stream import check_memory
+
+    # Upper bound (float32) before anything is read: a forged Rows/Columns must not
+    # make the allocation take the machine down.
+    check_memory(ne * nsl * rows * cols * 4, series.name)
     buf: np.ndarray | None = None
     paths = sorted(where)
     for n, p in enumerate(paths):

@@ -12,12 +12,14 @@ Both verify the gzip CRC-32 and length at the end of the stream.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import math
 import os
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -167,15 +169,19 @@ def _slab_stats(a: np.ndarray, st: ReadStats, track_range: bool) -> None:
     """NaN/Inf count (Inf -> NaN in place) and finite range of one cache-hot slab."""
     if a.size == 0:
         return
-    # The sum of finite values is finite unless it overflows: one SIMD pass decides
-    # the usual all-finite case; only slabs with NaN/Inf (or huge values) look closer.
     with np.errstate(over="ignore", invalid="ignore"):
-        total = np.add.reduce(a, dtype=a.dtype)
-    if np.isfinite(total):
         if track_range:
-            st.lo = min(st.lo, float(np.minimum.reduce(a)))
-            st.hi = max(st.hi, float(np.maximum.reduce(a)))
-        return
+            # min and max propagate NaN and show Inf: two passes give the range and
+            # decide the usual all-finite case.
+            lo, hi = float(np.minimum.reduce(a)), float(np.maximum.reduce(a))
+            if math.isfinite(lo) and math.isfinite(hi):
+                st.lo, st.hi = min(st.lo, lo), max(st.hi, hi)
+                return
+        else:
+            # The sum of finite values is finite unless it overflows: one SIMD pass
+            # decides the usual all-finite case; only other slabs look closer.
+            if np.isfinite(np.add.reduce(a, dtype=a.dtype)):
+                return
     inf = np.isinf(a)
     k = int(np.count_nonzero(inf))
     if k:
@@ -186,6 +192,35 @@ def _slab_stats(a: np.ndarray, st: ReadStats, track_range: bool) -> None:
         lo, hi = float(np.fmin.reduce(a)), float(np.fmax.reduce(a))
         if not math.isnan(lo):
             st.lo, st.hi = min(st.lo, lo), max(st.hi, hi)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _stats_pool() -> ThreadPoolExecutor:
+    """One helper thread for the per-slab statistics (shared by every load)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-m1-stats")
+    return _POOL
+
+
+def _forget_pool_in_child() -> None:
+    """A forked child inherits the pool object but not its thread: start a new one."""
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
+def _stats_of(a: np.ndarray, st: ReadStats, is_float: bool, track_range: bool) -> None:
+    if is_float:
+        _slab_stats(a, st, track_range)
+    elif track_range:
+        st.lo = min(st.lo, float(a.min()))
+        st.hi = max(st.hi, float(a.max()))
 
 
 def count_nonfinite(data: np.ndarray, *, track_range: bool = False) -> ReadStats:
@@ -255,6 +290,11 @@ def stream_into(
     tmp = None if direct else np.empty(step, dtype=ondisk)
     st = ReadStats()
     done = 0
+    # The statistics of slab k run in a helper thread while slab k + 1 is read (both
+    # release the GIL): on two cores the per-voxel pass costs no wall time. A slab is
+    # reported done only once its statistics (and Inf -> NaN) are finished.
+    pool = _stats_pool() if is_float or track_range else None
+    pending = None
     try:
         with open_voxel_stream(path, inflater=inflater) as fobj:
             fobj.seek(offset)
@@ -278,12 +318,17 @@ def stream_into(
                             dst += inter
                     else:
                         np.copyto(dst, target, casting="unsafe")
-                if is_float:
-                    _slab_stats(dst, st, track_range)
-                elif track_range:
-                    st.lo = min(st.lo, float(dst.min()))
-                    st.hi = max(st.hi, float(dst.max()))
+                if pending is not None:
+                    pending.result()
+                    yield done
+                if pool is not None:
+                    pending = pool.submit(_stats_of, dst, st, is_float, track_range)
                 done += dst.nbytes
+                if pool is None:
+                    yield done
+            if pending is not None:
+                pending.result()
+                pending = None
                 yield done
             # Reading to the end of a gzip stream verifies its CRC-32 and length:
             # corrupt data that still inflates is caught here.
@@ -294,6 +339,11 @@ def stream_into(
     except (OSError, EOFError, ValueError, *_GZIP_ERRORS) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise M1LoadError(f"{name}: truncated or corrupt data ({reason})") from None
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(Exception):
+                pending.result()  # never leave a helper writing into the buffer
     return st
 
 

@@ -128,7 +128,7 @@ def tv_admm(
     tol : float
         Stop when ``||chi_k - chi_{k-1}|| / ||chi_k|| < tol``.
     padded_shape : sequence of 3 int, optional
-        FFT grid; default :func:`pad_shape` of the mask.
+        FFT grid; default :func:`pad_shape` of the mask with ``cut='both'``.
     progress : callable(fraction, message), optional
         Called after every iteration.
     cancel : callable() -> bool, optional
@@ -144,7 +144,11 @@ def tv_admm(
     from scipy.fft import irfftn, rfftn
 
     shape = local_field_ppm.shape
-    ps = tuple(padded_shape) if padded_shape is not None else pad_shape(shape, mask, b0_dir)
+    ps = (
+        tuple(padded_shape)
+        if padded_shape is not None
+        else pad_shape(shape, mask, b0_dir, cut="both")
+    )
     rho = 100.0 * lam if rho is None else float(rho)
     w = _fft_workers()
     h = [float(v) for v in voxel_size_mm]

@@ -33,6 +33,8 @@ def pad_shape(
     shape: Sequence[int],
     mask: np.ndarray | None = None,
     b0_dir: Sequence[float] | None = None,
+    *,
+    cut: str = "either",
 ) -> tuple[int, ...]:
     """Padded FFT shape: each axis to ``scipy.fft.next_fast_len``, more where the mask is cut.
 
@@ -47,6 +49,12 @@ def pad_shape(
         dipole field wraps around most along B0.
     b0_dir : sequence of 3 float, optional
         Unit B0 direction in the voxel frame.
+    cut : {'either', 'both'}
+        ``'either'`` (TKD, V-SHARP): pad an axis the mask touches at either end, half its
+        length along B0. ``'both'`` (TV-ADMM): only +16 and only where the mask touches both
+        ends — the closed-form TV update takes the zero-padded region as measured zero
+        field, which biases chi near a cut mask the more padding there is (measured on the
+        phantom: 29 % NRMSE with the light rule, ~50 % with the half-slab).
 
     Returns
     -------
@@ -61,7 +69,9 @@ def pad_shape(
         extra = 0
         if mask is not None:
             prof = np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != ax))
-            if prof[0] or prof[-1]:
+            if cut == "both":
+                extra = THIN_SLAB_PAD if (prof[0] and prof[-1]) else 0
+            elif prof[0] or prof[-1]:
                 extra = max(THIN_SLAB_PAD, int(n) // 2) if ax == along_b0 else THIN_SLAB_PAD
         out.append(int(next_fast_len(int(n) + extra, real=True)))
     return tuple(out)

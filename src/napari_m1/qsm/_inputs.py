@@ -146,24 +146,27 @@ def _b0_from_files(files: object, folder: Path) -> tuple[float | None, str]:
 _NOMINAL_RANGES = ((-4096.0, 4095.0), (0.0, 4095.0), (-2048.0, 2047.0), (0.0, 4096.0))
 
 
-def _snap_scanner_range(data: np.ndarray, scaling: dict) -> np.ndarray:
+def _snap_scanner_range(
+    data: np.ndarray, scaling: dict
+) -> tuple[np.ndarray, tuple[float, float] | None]:
     """Re-scale phase that was mapped from its *observed* range onto a nominal scanner range.
 
     The loader maps the observed [min, max] onto [-pi, pi]; with noise the extremes of
     scanner integers (e.g. -4096..4095) are not always reached, which would scale every
     phase by up to a few per mille. When the observed range lies within 2 % of a nominal
     scanner range, map that range instead: ``radians = (v - lo) / (hi - lo + 1) 2 pi - pi``.
+    Returns the phase and the nominal range used (None when the data were left alone).
     """
     if scaling.get("method") != "linear":
-        return data
+        return data, None
     lo, hi = float(scaling["min"]), float(scaling["max"])
     for nlo, nhi in _NOMINAL_RANGES:
         span = nhi - nlo
         if nlo <= lo and hi <= nhi and (hi - lo) >= 0.98 * span:
             raw = np.asarray(data, dtype=np.float64) / scaling["factor"] + scaling["offset"]
             rad = (raw - nlo) / (span + 1.0) * (2 * np.pi) - np.pi
-            return rad.astype(np.float32)
-    return data
+            return rad.astype(np.float32), (nlo, nhi)
+    return data, None
 
 
 def input_from_arrays(
@@ -182,14 +185,17 @@ def input_from_arrays(
     record, layer metadata ``phase_scaling``) lets scanner-integer phase be re-mapped from
     its nominal range (see :func:`_snap_scanner_range`).
     """
-    pdata = _snap_scanner_range(phase, phase_scaling or {})
+    pdata, nominal = _snap_scanner_range(phase, phase_scaling or {})
+    src = dict(source or {})
+    src["phase_scaling"] = phase_scaling
+    src["phase_nominal_range"] = list(nominal) if nominal else None
     return QSMInput(
         mag=mag,
         phase=pdata,
         echo_times_ms=tuple(echo_times_ms),
         b0_tesla=float(b0_tesla),
         affine=np.asarray(affine, dtype=np.float64),
-        source=dict(source or {}),
+        source=src,
     )
 
 
@@ -233,7 +239,7 @@ def load_case_input(
                 f"{folder.name}: field strength unknown (no MagneticFieldStrength in the "
                 "sidecars); pass --b0 TESLA"
             )
-    pdata = _snap_scanner_range(phase.data, phase.extra.get("phase_scaling") or {})
+    pdata, nominal = _snap_scanner_range(phase.data, phase.extra.get("phase_scaling") or {})
     inp = QSMInput(
         mag=gre.data,
         phase=pdata,
@@ -245,6 +251,7 @@ def load_case_input(
             "magnitude_files": list(gre.sources),
             "phase_files": list(phase.sources),
             "phase_scaling": phase.extra.get("phase_scaling"),
+            "phase_nominal_range": list(nominal) if nominal else None,
             "b0_from": where,
             "source_axcodes": list(gre.source_axcodes),
         },

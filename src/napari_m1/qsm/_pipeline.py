@@ -347,11 +347,14 @@ def run_qsm(
             rho=p.tv_rho,
             n_iter=p.tv_iterations,
             tol=p.tv_tol,
-            padded_shape=ps,
+            padded_shape=pad_shape(inp.shape, in_mask, inp.b0_dir, cut="both"),
             progress=pr,
             cancel=cancel,
         )
         info["dipole"] = {"method": "TV-ADMM", **tinfo}
+        info["dipole"]["padded_shape"] = list(
+            pad_shape(inp.shape, in_mask, inp.b0_dir, cut="both")
+        )
     else:
         raise ValueError(f"unknown dipole inversion {p.dipole!r}")
     timings["dipole"] = time.perf_counter() - t0

@@ -61,6 +61,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
         incomplete_protocol=args.incomplete_protocol,
         hide_numbers=args.hide_numbers,
         coordinator_key=args.coordinator_key,
+        database_url=args.database_url,
     )
     try:
         n = len(st.reads())
@@ -184,6 +185,13 @@ def register(subparsers: Any) -> None:
         help="hide live measurement numbers from readers while they answer",
     )
     si.add_argument("--force", action="store_true", help="replace an existing study")
+    si.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="a server database for a multi-site study, e.g. "
+        "postgresql+psycopg://USER@HOST/DB (no password: use PGPASSWORD or ~/.pgpass); "
+        "default: study.sqlite in STUDY_DIR",
+    )
     si.set_defaults(func=_cmd_init)
     sv = ss.add_parser("verify", help="check the audit log's hash chain and the database")
     sv.add_argument("study_dir")

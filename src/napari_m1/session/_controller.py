@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,8 @@ class ReaderController:
         self.finished = False
         self.redactor = Redactor()
         self.timer = ActiveTimer()
-        self.pending: dict[str, Any] = {}  # answers the database did not take yet
+        #: answers the database did not take yet: field -> (value, change id)
+        self.pending: dict[str, tuple[Any, str]] = {}
         self._message = ("", "")
         self._tokens: set[str] = set()
         self._cache: dict[str, Any] = {}
@@ -240,7 +242,7 @@ class ReaderController:
         s = self.require()
         if self.pseudonym is None:
             return {}
-        return {**s.answers(self.pseudonym), **self.pending}
+        return {**s.answers(self.pseudonym), **{k: v for k, (v, _) in self.pending.items()}}
 
     def answer(self, field: str, value: Any) -> bool:
         """Store one answer; False when refused (locked) or kept pending (database)."""
@@ -248,10 +250,11 @@ class ReaderController:
         if self.pseudonym is None:
             return False
         self.touch()
+        change_id = uuid.uuid4().hex  # the same id on every retry: applied at most once
         try:
-            s.set_answer(self.pseudonym, field, value)
+            s.set_answer(self.pseudonym, field, value, change_id=change_id)
         except StoreUnavailableError as exc:
-            self.pending[field] = value
+            self.pending[field] = (value, change_id)
             self._say(f"Not saved: {exc}. Your answer is kept on screen and retried.", "error")
             return False
         except LockedError as exc:
@@ -266,9 +269,9 @@ class ReaderController:
         """Try to store pending answers again; True when none is left."""
         if not self.pending or self.session is None or self.pseudonym is None:
             return not self.pending
-        for name, value in list(self.pending.items()):
+        for name, (value, change_id) in list(self.pending.items()):
             try:
-                self.session.set_answer(self.pseudonym, name, value)
+                self.session.set_answer(self.pseudonym, name, value, change_id=change_id)
             except StoreUnavailableError:
                 return False
             except M1Error as exc:  # locked meanwhile: the answer cannot be stored

@@ -13,6 +13,25 @@ Transactions
 - :meth:`StudyDB.snapshot` is a *read* transaction (``BEGIN``, deferred): in WAL mode
   it sees one consistent snapshot of the whole database and takes no write lock, so a
   long read (``study verify``, an export) never blocks a reader's answer.
+- PostgreSQL: every write transaction first takes one transaction-scoped advisory lock
+  (``pg_advisory_xact_lock``), released at commit or rollback. Writes are therefore
+  serialised exactly as SQLite's ``BEGIN IMMEDIATE`` serialises them: the lock check of
+  a read, its change and its audit entry (next sequence number and previous hash) are
+  never interleaved with another writer, so the chain's sequence stays dense and no
+  update is lost. (SERIALIZABLE isolation with retries would also be correct, but every
+  reader's write would then have to be retried on conflict; a reader study writes a few
+  changes per minute, so one lock costs nothing.) Reads use ``REPEATABLE READ`` (one
+  snapshot) and never wait for the lock.
+- Idempotent writes: a reader's change may carry a client-side ``change_id``; the
+  ``changes`` table remembers applied ids, so a change retried after a lost connection
+  is applied once.
+
+Schema versions
+---------------
+Versioned migrations (:data:`MIGRATIONS`), applied in one write transaction with an
+audit entry when a database of an older version is opened: version 1 (the first
+release) -> 2 adds ``changes``. Tests upgrade a version-1 database on SQLite and
+PostgreSQL.
 
 Tables
 ------
@@ -25,6 +44,7 @@ reads(read_id, reader, case_key, pseudonym, read_no, is_repeat, repeat_of, statu
       opened_at, submitted_at)
 annotations(read_id, slot, data, modified_at)      data: canonical JSON (sorted keys)
 audit(seq, at, actor, event, pseudonym, details, prev_hash, hash)
+changes(change_id, at)                              applied client change ids (v2)
 """
 
 from __future__ import annotations
@@ -40,6 +60,7 @@ from ..errors import M1Error
 
 __all__ = [
     "GENESIS",
+    "MIGRATIONS",
     "SCHEMA_VERSION",
     "StoreUnavailableError",
     "StudyDB",
@@ -48,8 +69,10 @@ __all__ = [
     "utc_now",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 GENESIS = "0" * 64
+#: Key of the advisory lock that serialises writers on PostgreSQL ("m1-study").
+WRITE_LOCK_KEY = 0x6D312D7374756479
 _encode_str = json.encoder.encode_basestring  # json.dumps(str, ensure_ascii=False)
 
 
@@ -121,7 +144,7 @@ def _tables() -> tuple[Any, dict[str, Any]]:
         sa.Column("pseudonym", sa.String, nullable=False),
         sa.Column("read_no", sa.Integer, nullable=False),
         sa.Column("is_repeat", sa.Integer, nullable=False, default=0),
-        sa.Column("repeat_of", sa.Integer, nullable=True),
+        sa.Column("repeat_of", sa.String, nullable=True),  # the first read's pseudonym
         sa.Column("status", sa.String, nullable=False, default="not_started"),
         sa.Column("locked", sa.Integer, nullable=False, default=0),
         sa.Column("hypointensity", sa.Integer),
@@ -142,6 +165,12 @@ def _tables() -> tuple[Any, dict[str, Any]]:
         sa.Column("slot", sa.String, primary_key=True),
         sa.Column("data", sa.Text, nullable=False),
         sa.Column("modified_at", sa.String, nullable=False),
+    )
+    t["changes"] = sa.Table(
+        "changes",
+        md,
+        sa.Column("change_id", sa.String, primary_key=True),
+        sa.Column("at", sa.String, nullable=False),
     )
     t["audit"] = sa.Table(
         "audit",
@@ -173,6 +202,15 @@ def _explain(exc: BaseException, name: str) -> str:
         return f"the study database {name} is busy (held by another window): nothing was saved"
     if "unable to open" in low:
         return f"cannot open the study database {name} (folder missing or not writable)"
+    if "connection" in low and ("refused" in low or "timeout" in low or "failed" in low):
+        return (
+            f"cannot reach the study database {name} (network or server down): nothing was saved"
+        )
+    if "password authentication failed" in low or "no password supplied" in low:
+        return (
+            f"the study database {name} refused the login: set PGPASSWORD or a pgpass "
+            "file (see the study guide)"
+        )
     return f"study database {name}: {text}"
 
 
@@ -195,8 +233,12 @@ class StudyDB:
 
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self.name = url.rsplit("/", 1)[-1].split("?")[0] if self.is_sqlite else "(server)"
-        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            self.name = url.rsplit("/", 1)[-1].split("?")[0]
+        else:
+            u = sa.engine.make_url(url)
+            self.name = f"{u.database} on {u.host or 'localhost'}"
+        kwargs: dict[str, Any] = {} if self.is_sqlite else {"pool_pre_ping": True}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
             if immutable:
@@ -208,11 +250,42 @@ class StudyDB:
             self._sqlite_pragmas(wal=not immutable)
         self.md, self.t = _tables()
         if create:
-            self.md.create_all(self.engine)
-            with self.tx() as c:
-                self.set_meta(c, "schema_version", str(SCHEMA_VERSION))
+            self._create()
         else:
-            self._check_schema()
+            version = self._check_schema()
+            if version < SCHEMA_VERSION and not self.read_only:
+                self._upgrade()
+
+    def _create(self) -> None:
+        import sqlalchemy as sa
+
+        try:
+            if not self.is_sqlite and sa.inspect(self.engine).has_table("meta"):
+                raise M1Error(
+                    f"the database {self.name} already holds a napari-m1 study: use an empty "
+                    "database for each study"
+                )
+            self.md.create_all(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise StoreUnavailableError(_explain(exc, self.name)) from None
+        with self.tx() as c:
+            self.set_meta(c, "schema_version", str(SCHEMA_VERSION))
+
+    def _upgrade(self) -> None:
+        """Bring an older schema up to :data:`SCHEMA_VERSION` (one transaction, logged)."""
+        import sqlalchemy as sa
+
+        m = self.t["meta"]
+        with self.tx() as c:
+            old = int(c.execute(sa.select(m.c.value).where(m.c.key == "schema_version")).scalar())
+            if old >= SCHEMA_VERSION:
+                return  # another process upgraded it while we waited for the lock
+            for v in range(old + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[v](self, c)
+            self.set_meta(c, "schema_version", str(SCHEMA_VERSION))
+            self.append_audit(
+                c, "napari-m1", "schema_upgrade", None, from_version=old, to_version=SCHEMA_VERSION
+            )
 
     def _sqlite_pragmas(self, *, wal: bool) -> None:
         from sqlalchemy import event
@@ -234,7 +307,7 @@ class StudyDB:
             write = conn.get_execution_options().get("m1_write", False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
-    def _check_schema(self) -> None:
+    def _check_schema(self) -> int:
         import sqlalchemy as sa
 
         try:
@@ -259,6 +332,7 @@ class StudyDB:
                 f"study database has schema version {version}, newer than this napari-m1 "
                 f"supports ({SCHEMA_VERSION}); update napari-m1"
             )
+        return version
 
     @contextmanager
     def tx(self) -> Iterator[Any]:
@@ -281,6 +355,10 @@ class StudyDB:
             with self.engine.connect() as conn:
                 conn.execution_options(m1_write=True)
                 with conn.begin():
+                    if not self.is_sqlite:  # serialise writers (see the module docstring)
+                        conn.execute(
+                            sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY}
+                        )
                     yield conn
         except sa.exc.OperationalError as exc:
             raise StoreUnavailableError(_explain(exc, self.name)) from None
@@ -293,7 +371,9 @@ class StudyDB:
         try:
             with self.engine.connect() as conn:
                 if not self.is_sqlite:  # a server: one snapshot for the whole transaction
-                    conn.execution_options(isolation_level="REPEATABLE READ")
+                    conn.execution_options(
+                        isolation_level="REPEATABLE READ", postgresql_readonly=True
+                    )
                 with conn.begin():
                     yield conn
         except sa.exc.OperationalError as exc:
@@ -370,3 +450,15 @@ class StudyDB:
             return "\n".join(str(r[0]) for r in conn.exec_driver_sql("PRAGMA integrity_check"))
         with self.snapshot() as c:
             return self.integrity_check(c)
+
+
+# ----------------------------------------------------------------------------- migrations
+
+
+def _v2_changes_table(db: StudyDB, conn: Any) -> None:
+    """Version 2: the ``changes`` table of applied client change ids (idempotent writes)."""
+    db.t["changes"].create(conn, checkfirst=True)
+
+
+#: Schema version -> the migration that produces it from the version before.
+MIGRATIONS = {2: _v2_changes_table}

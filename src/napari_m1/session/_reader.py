@@ -175,8 +175,14 @@ class ReaderSession:
         row = self._row(pseudonym)
         return {k: row[k] for k in (*ANSWER_FIELDS, "comment")}
 
-    def set_answer(self, pseudonym: str, field: str, value: Any) -> None:
-        """Store one answer (validated) and log it; refused (and logged) when locked."""
+    def set_answer(
+        self, pseudonym: str, field: str, value: Any, *, change_id: str | None = None
+    ) -> None:
+        """Store one answer (validated) and log it; refused (and logged) when locked.
+
+        ``change_id``: a client-made id of this change; retrying with the same id after
+        a failure never applies the change twice.
+        """
         self._row(pseudonym)
         if field == "comment":
             value = str(value or "")
@@ -193,6 +199,7 @@ class ReaderSession:
             "answer",
             values={field: value},
             details={"field": field, "value": value},
+            change_id=change_id,
         )
 
     # ------------------------------------------------------------------ annotations
@@ -202,7 +209,13 @@ class ReaderSession:
         return self._store.annotations(pseudonym)
 
     def save_annotation(
-        self, pseudonym: str, slot: str, data: dict[str, Any] | None, action: str = "edit"
+        self,
+        pseudonym: str,
+        slot: str,
+        data: dict[str, Any] | None,
+        action: str = "edit",
+        *,
+        change_id: str | None = None,
     ) -> None:
         """Upsert (``data``) or delete (``None``) one slot's annotation, logged.
 
@@ -225,6 +238,7 @@ class ReaderSession:
                 "deleted": data is None,
                 "digest": annotation_digest(data),
             },
+            change_id=change_id,
         )
 
     # ------------------------------------------------------------------ time, submit

@@ -111,17 +111,25 @@ class ReaderStore:
         values: dict[str, Any] | None = None,
         annotation: tuple[str, str | None] | None = None,
         details: dict[str, Any] | None = None,
+        change_id: str | None = None,
     ) -> bool:
         """A change, refused when the read is locked — checked in the same transaction as
         the write, so an unlock or a second window cannot race it.
 
         ``values`` update the read row; ``annotation`` is ``(slot, canonical JSON or
         None)``. A refusal is logged as ``refused``. Returns False when refused.
+        ``change_id`` (client-made, unique per change) makes the write idempotent: a
+        change whose id was applied already is not applied again (True is returned).
         """
         import sqlalchemy as sa
 
-        r, a = self._db.t["reads"], self._db.t["annotations"]
+        r, a, ch = self._db.t["reads"], self._db.t["annotations"], self._db.t["changes"]
         with self._db.tx() as c:
+            if (
+                change_id is not None
+                and c.execute(sa.select(ch.c.change_id).where(ch.c.change_id == change_id)).first()
+            ):
+                return True  # applied before (a retry after a lost connection)
             row = c.execute(
                 sa.select(r.c.read_id, r.c.locked, r.c.status).where(
                     r.c.reader == self.reader, r.c.pseudonym == pseudonym
@@ -146,6 +154,8 @@ class ReaderStore:
                             read_id=row.read_id, slot=slot, data=data, modified_at=utc_now()
                         )
                     )
+            if change_id is not None:
+                c.execute(ch.insert().values(change_id=change_id, at=utc_now()))
             self._db.append_audit(c, self.reader, event, pseudonym, **(details or {}))
         return True
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._atomic import atomic_write_text
 from .._files import read_user_text
-from ..errors import M1Error
+from ..errors import M1Error, M1InputError
 from ..formats import STUDY_FORMAT
 from ._common import DB_NAME, DEFAULT_SETTINGS, INCOMPLETE_CHOICES, STUDY_JSON
 from ._coordinator_store import CoordinatorStore
@@ -114,6 +114,47 @@ def _reader_rng(seed: int, reader: str) -> np.random.Generator:
     return np.random.default_rng([seed, h])
 
 
+def default_database_url(study_dir: Path) -> str:
+    """The database of a new study when none is given: ``study.sqlite`` in its folder.
+
+    (A seam for the test suite, which runs every study test on PostgreSQL too.)
+    """
+    return f"sqlite:///{Path(study_dir) / DB_NAME}"
+
+
+def check_database_url(url: str) -> str:
+    """A server URL for ``study.json``: parsable and without a password.
+
+    Raises
+    ------
+    M1InputError
+        One line saying what is wrong.
+    """
+    import sqlalchemy as sa
+
+    try:
+        u = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise M1InputError(f"--database-url {url!r} is not a database URL") from None
+    if u.password is not None:
+        raise M1InputError(
+            "--database-url must not contain a password (it would be stored in study.json): "
+            "set PGPASSWORD, or use a pgpass or libpq service file"
+        )
+    if not u.drivername.startswith(("postgresql", "sqlite")):
+        raise M1InputError(f"--database-url: {u.drivername} is not supported (postgresql)")
+    return url
+
+
+def _study_json(study_id: str, url: str, db_path: Path) -> dict[str, Any]:
+    info: dict[str, Any] = {"format": STUDY_FORMAT, "study_id": study_id}
+    if url == f"sqlite:///{db_path}":
+        info["database"] = DB_NAME
+    else:
+        info["database_url"] = url
+    return info
+
+
 def create_study(
     study_dir: str | os.PathLike[str],
     cases_csv: str | os.PathLike[str],
@@ -127,6 +168,7 @@ def create_study(
     incomplete_protocol: str = "ask",
     hide_numbers: bool = False,
     coordinator_key: str | os.PathLike[str] | None = None,
+    database_url: str | None = None,
 ) -> Study:
     """Create a study (coordinator). See ``napari-m1 study init --help``.
 
@@ -143,6 +185,12 @@ def create_study(
     ``incomplete_protocol`` (``ask``: submit asks the reader with the list of empty
     protocol slots; ``block``: every slot is required); ``hide_numbers`` (the live
     measurement numbers are hidden from readers).
+
+    ``database_url``: a server database for a multi-site study, e.g.
+    ``postgresql+psycopg://m1coord@db.example.org/m1_study`` (an empty database). It is
+    written to ``study.json``; a password in it is refused — libpq takes it from
+    ``PGPASSWORD``, a pgpass file or a service file. Default: ``study.sqlite`` in the
+    study folder.
     """
     from ._coordinator import Study
 
@@ -165,6 +213,7 @@ def create_study(
     from ..protocol import get_protocol
 
     get_protocol(protocol)  # an unknown protocol is refused before anything is written
+    url = check_database_url(database_url) if database_url else default_database_url(d)
     cases = read_cases_csv(cases_csv)
     db_path = d / DB_NAME
     if (d / STUDY_JSON).exists() or db_path.exists():
@@ -179,7 +228,7 @@ def create_study(
     key_path = Path(coordinator_key) if coordinator_key else default_key_path(study_id)
     write_key(key_path, key)
     d.mkdir(parents=True, exist_ok=True)
-    db = StudyDB(f"sqlite:///{db_path}", create=True)
+    db = StudyDB(url, create=True)
     settings = dict(
         DEFAULT_SETTINGS,
         back_navigation=bool(back_navigation),
@@ -240,6 +289,6 @@ def create_study(
         db.dispose()
     atomic_write_text(
         d / STUDY_JSON,
-        json.dumps({"format": STUDY_FORMAT, "study_id": study_id, "database": DB_NAME}, indent=2),
+        json.dumps(_study_json(study_id, url, db_path), indent=2),
     )
     return Study(d, coordinator_key=key_path)

@@ -17,12 +17,37 @@ Typical use::
 
 from __future__ import annotations
 
-from ._agreement import IccResult, cohen_kappa, fleiss_kappa_ci, icc
-from ._compute import StudyResults, compute_study
-from ._data import DataIssue, StudyData, disease_progression_rate
-from ._groups import diagnostic_accuracy, mann_whitney, spearman, wilson_interval
-from ._read import load_study
-from ._report import ReportResult, build_report
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Public name -> the module that defines it. Imported on first use (PEP 562), so that
+#: ``napari-m1`` can register the ``report`` command without loading the statistics.
+_LAZY = {
+    "IccResult": "._agreement",
+    "cohen_kappa": "._agreement",
+    "fleiss_kappa_ci": "._agreement",
+    "icc": "._agreement",
+    "StudyResults": "._compute",
+    "compute_study": "._compute",
+    "DataIssue": "._data",
+    "StudyData": "._data",
+    "disease_progression_rate": "._data",
+    "diagnostic_accuracy": "._groups",
+    "mann_whitney": "._groups",
+    "spearman": "._groups",
+    "wilson_interval": "._groups",
+    "load_study": "._read",
+    "ReportResult": "._report",
+    "build_report": "._report",
+}
+
+if TYPE_CHECKING:
+    from ._agreement import IccResult, cohen_kappa, fleiss_kappa_ci, icc
+    from ._compute import StudyResults, compute_study
+    from ._data import DataIssue, StudyData, disease_progression_rate
+    from ._groups import diagnostic_accuracy, mann_whitney, spearman, wilson_interval
+    from ._read import load_study
+    from ._report import ReportResult, build_report
 
 __all__ = [
     "DataIssue",
@@ -42,3 +67,15 @@ __all__ = [
     "spearman",
     "wilson_interval",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -284,7 +284,10 @@ def spearman(x: ArrayLike, y: ArrayLike) -> dict[str, Any]:
     if const:
         out.update(note=f"ρ undefined: {' and '.join(const)} values constant", code=NOTE_CONSTANT)
         return out
-    rho = float(np.corrcoef(average_ranks(a)[0], average_ranks(b)[0])[0, 1])
+    ra, rb = average_ranks(a)[0], average_ranks(b)[0]
+    ra -= ra.mean()
+    rb -= rb.mean()
+    rho = float(np.clip(ra @ rb / math.sqrt((ra @ ra) * (rb @ rb)), -1.0, 1.0))
     dof = n - 2
     denom = (rho + 1.0) * (1.0 - rho)  # 0 at |ρ| = 1: t infinite, p = 0
     t = math.copysign(math.inf, rho) if denom <= 0 else rho * math.sqrt(dof / denom)

@@ -36,14 +36,17 @@ def average_ranks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     import numpy as np
 
-    order = np.argsort(x, kind="mergesort")
+    order = np.argsort(x)  # any order within ties: their ranks are averaged
     xs = x[order]
     new = np.empty(xs.size, dtype=bool)
     new[:1] = True
     np.not_equal(xs[1:], xs[:-1], out=new[1:])
+    ranks = np.empty(xs.size)
+    if new.all():  # no ties (the usual case for measurements): ranks are positions
+        ranks[order] = np.arange(1, xs.size + 1)
+        return ranks, np.ones(xs.size, dtype=np.intp)
     dense = np.cumsum(new)  # 1-based group number of each sorted value
     bounds = np.append(np.flatnonzero(new), xs.size)  # start of each group, then n
-    ranks = np.empty(xs.size)
     ranks[order] = 0.5 * (bounds[dense] + bounds[dense - 1] + 1)
     return ranks, np.diff(bounds)
 
