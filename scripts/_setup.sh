@@ -13,8 +13,9 @@ say() { printf '[napari-m1 setup] %s\n' "$*" >&2; }
 # --- Debian packages: the virtual display, and PostgreSQL for the multi-site study tests ----
 DEB_PKGS=(xvfb xauth libgl1-mesa-dri libegl1 libglib2.0-0 libfontconfig1 libdbus-1-3
   libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
-  libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0
-  postgresql)
+  libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0)
+# The test suite starts its own PostgreSQL server (tests/pgserver.py) from these binaries.
+[[ "$EXTRAS" == *test* ]] && DEB_PKGS+=(postgresql)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${DEB_PKGS[@]}"; do

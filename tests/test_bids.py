@@ -176,3 +176,16 @@ def test_study_init_from_bids_root(tmp_path, phantom_with_phase, capsys):
     case = load_case(lines[2].split(",", 1)[1])
     assert [v.kind for v in case.volumes] == ["gre", "phase", "qsm", *["mrsi"] * 4]
     assert case.files.label == "01_ses-b"
+
+
+def test_import_bare_folder_with_echo_times(readonly_gre, tmp_path, capsys):
+    before = _tree(readonly_gre)
+    out = tmp_path / "case"
+    assert main(["import", str(readonly_gre), str(out), "--echo-times", "4,8,12"]) == 0
+    assert _tree(readonly_gre) == before
+    case = load_case(out)
+    assert [v.echo_times_ms for v in case.volumes] == [[4.0, 8.0, 12.0]] * 2
+    assert not case.warnings or not any("echo times unknown" in w for w in case.warnings)
+    assert main(["import", str(readonly_gre), str(tmp_path / "x"), "--echo-times", "4,8"]) == 2
+    assert "--echo-times needs 3 value(s)" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

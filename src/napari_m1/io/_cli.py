@@ -21,6 +21,13 @@ _EPILOG = (
 )
 
 
+def _echo_times(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``import`` sub-command to ``subparsers`` (from ``add_subparsers``)."""
     p = subparsers.add_parser("import", help=_HELP, description=_HELP + ".", epilog=_EPILOG)
@@ -39,6 +46,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--anonymize",
         action="store_true",
         help="also drop site fields and protocol names; print the identifying tags removed",
+    )
+    p.add_argument(
+        "--echo-times",
+        metavar="MS,MS,...",
+        type=_echo_times,
+        help="echo times in ms for a source that does not hold them (a bare NIfTI folder)",
     )
     p.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
     p.add_argument(
@@ -82,6 +95,7 @@ def run_import(args: argparse.Namespace) -> int:
         anonymise=args.anonymise,
         force=args.force,
         gzip=args.gzip,
+        echo_times_ms=args.echo_times,
     )
     for n in res.notes:
         print(f"note: {n}", file=sys.stderr)

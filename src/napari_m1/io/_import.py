@@ -217,6 +217,7 @@ def import_case(
     anonymise: bool = False,
     force: bool = False,
     gzip: bool = False,
+    echo_times_ms: list[float] | None = None,
     progress: Any = None,
 ) -> ImportResult:
     """Convert a DICOM folder, a BIDS dataset (one subject) or a bare NIfTI folder.
@@ -234,6 +235,9 @@ def import_case(
         DICOM magnitude series number or UID (default: the one with most echoes).
     anonymise : bool
         Drop site fields and protocol names too and list what was removed.
+    echo_times_ms : list of float, optional
+        Echo times for a source that does not hold them (e.g. a bare NIfTI folder);
+        refused when the source has its own and they differ.
     """
     from ._bids import is_bids_root, load_bids_case
     from ._case import load_case
@@ -271,6 +275,8 @@ def import_case(
     else:
         case = load_case(src)
         label = _safe_label(subject or case.files.label)
+    if echo_times_ms is not None:
+        _set_echo_times(case, [float(t) for t in echo_times_ms], src.name)
     res.files = write_case_folder(
         case, out, subject=label, sidecars=sidecars, force=force, gzip=gzip
     )
@@ -278,3 +284,19 @@ def import_case(
         if w not in res.notes:
             res.notes.append(w)
     return res
+
+
+def _set_echo_times(case: Case, tes: list[float], name: str) -> None:
+    gre = case.volumes[0]
+    if len(tes) != gre.n_echoes or any(not (0 < t <= 1000) for t in tes):
+        raise M1LoadError(
+            f"{name}: --echo-times needs {gre.n_echoes} value(s) in ms (0 < TE <= 1000), "
+            f"got {len(tes)}"
+        )
+    if gre.echo_times_ms is not None and not np.allclose(gre.echo_times_ms, tes, atol=1e-3):
+        have = ", ".join(f"{t:g}" for t in gre.echo_times_ms)
+        raise M1LoadError(f"{name}: the source says echo times {have} ms; --echo-times differs")
+    for v in case.volumes:
+        if v.kind in ("gre", "phase") and v.n_echoes == len(tes):
+            v.echo_times_ms = list(tes)
+            v.warnings = [w for w in v.warnings if "echo times unknown" not in w]
