@@ -47,6 +47,17 @@ def test_ratio_maps_open_as_mrsi_layers(make_napari_viewer, phantom_case, tmp_pa
     z = float((fit.affine @ np.array([0, 0, 3, 1.0]))[2])
     viewer.dims.set_point(1, z)
     qtbot.wait(50)
+    from napari_m1._reading import get_reading_tools
+
+    centre = tuple(np.array(fit.shape) // 2)
+    ras = fit.affine @ np.array([*centre, 1.0])
+    idx = np.rint(np.linalg.inv(ras_aff) @ ras)[:3]
+    world = [0.0, *np.asarray(layer.data_to_world(idx))]  # (echo, S, A, R)
+    rows = {name: (val, unit) for name, val, unit in get_reading_tools(viewer).readout(world)}
+    want = maps["tNAA/tCr"].values[centre]
+    if np.isfinite(want):
+        assert rows["MRSI tNAA/tCr"][1] == ""  # a ratio has no unit
+        assert float(rows["MRSI tNAA/tCr"][0]) == pytest.approx(want, rel=0.01)
     viewer.window.screenshot(str(shots / "mrsi_ratio_tnaa_tcr.png"), canvas_only=False)
     canvas = viewer.screenshot(canvas_only=True)
     assert canvas.std() > 5  # not a blank canvas
