@@ -287,6 +287,7 @@ def test_minip_side_by_side_and_orthogonal_views(make_napari_viewer, phantom_cas
     assert not viewer.grid.enabled
     assert [ly.name for ly in viewer.layers] == order
     assert viewer.layers["MRSI NAA"].visible and not qsm.visible
+    viewer.layers["MRSI NAA"].visible = False
 
     pytest.importorskip("napari_orthogonal_views")
     from napari_orthogonal_views.ortho_view_manager import _get_manager
@@ -407,6 +408,8 @@ def test_summary_precision_incremental_table_and_profile(make_napari_viewer, pha
     set_numbers_hidden(viewer, True)
     assert mw.hide_numbers and not mw.tabs.isVisible() and mw.hidden_label.isVisible()
     assert not any(ch.isdigit() for ch in mw.profile_label.text())
+    readout = get_reading_tools(viewer).readout_line(viewer.cursor.position)
+    assert readout.startswith("RAS (") and "a.u." not in readout
     set_numbers_hidden(viewer, False)
     assert mw.tabs.isVisible()
 

@@ -78,6 +78,8 @@ class ReadingTools:
         self._readout: Any = None
         self.readout_text = ""
         self.min_projection_slices = 0
+        #: blinded reads: the hover readout shows the position only, no map values
+        self.hide_values = False
         self._side_by_side = False
         self._saved_visibility: dict[int, bool] = {}
         if bind_keys:
@@ -220,11 +222,21 @@ class ReadingTools:
         """Contrast limits per echo (0-based) of a multi-echo layer, computed on first use."""
         from .io._layers import robust_limits
 
-        lim = self._echo_limits.get(id(layer))
-        if lim is None:
-            lim = {e: robust_limits(layer.data[e]) for e in range(layer.data.shape[0])}
-            self._echo_limits[id(layer)] = lim
+        lim = self._echo_limits.setdefault(id(layer), {})
+        for e in range(layer.data.shape[0]):
+            if e not in lim:
+                lim[e] = robust_limits(layer.data[e])
         return lim
+
+    def _echo_limit(self, layer: Any, e: int) -> tuple[float, float]:
+        """Limits of one echo, computed on first use: a GRE still streaming in (staged
+        loading) is only read for the echo shown, never waited for as a whole."""
+        from .io._layers import robust_limits
+
+        lim = self._echo_limits.setdefault(id(layer), {})
+        if e not in lim:
+            lim[e] = robust_limits(layer.data[e])
+        return lim[e]
 
     def _multi_echo_layers(self) -> list[Any]:
         return [ly for ly in m1_layers(self.viewer) if _kind(ly) == "gre" and ly.data.ndim == 4]
@@ -235,15 +247,17 @@ class ReadingTools:
             return
         e = self.current_echo() - 1
         for ly in self._multi_echo_layers():
-            lim = self.echo_limits(ly)
-            if e in lim and tuple(ly.contrast_limits) != lim[e]:
+            if not 0 <= e < ly.data.shape[0]:
+                continue
+            target = self._echo_limit(ly, e)
+            if tuple(ly.contrast_limits) != target:
                 self._applying = True
                 try:
-                    lo, hi = lim[e]
+                    lo, hi = target
                     rmin, rmax = ly.contrast_limits_range
                     if lo < rmin or hi > rmax:
                         ly.contrast_limits_range = (min(lo, rmin), max(hi, rmax))
-                    ly.contrast_limits = lim[e]
+                    ly.contrast_limits = target
                 finally:
                     self._applying = False
 
@@ -263,7 +277,7 @@ class ReadingTools:
             return
         if layer in self._multi_echo_layers():
             lo, hi = (float(c) for c in layer.contrast_limits)
-            self.echo_limits(layer)[self.current_echo() - 1] = (lo, hi)
+            self._echo_limits.setdefault(id(layer), {})[self.current_echo() - 1] = (lo, hi)
 
     def _watch(self, layer: Any) -> None:
         if _kind(layer) and hasattr(layer, "contrast_limits"):
@@ -316,7 +330,11 @@ class ReadingTools:
             return ""
         pos = self.viewer.cursor.position if world is None else world
         ras = world_to_ras_in_viewer(ref, pos)
-        vals = "  ".join(f"{n}: {v} {u}".rstrip() for n, v, u in self.readout(pos))
+        vals = (
+            ""
+            if self.hide_values
+            else "  ".join(f"{n}: {v} {u}".rstrip() for n, v, u in self.readout(pos))
+        )
         where = f"RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm {hemisphere(ras)}"
         return f"{vals}\n{where}" if vals else where
 

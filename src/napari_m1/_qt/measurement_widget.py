@@ -62,11 +62,15 @@ _WIDGETS: weakref.WeakSet[MeasurementWidget] = weakref.WeakSet()
 
 
 def set_numbers_hidden(viewer: Any, hidden: bool) -> None:
-    """Hide (or show) live numbers in every measurement dock of ``viewer``, now and later.
+    """Hide (or show) live numbers in every measurement dock of ``viewer`` (now and later)
+    and the map values of the hover readout (the position stays).
 
     For blinded reads where numbers could bias the reader's visual answers.
     """
+    from .._reading import get_reading_tools
+
     _HIDDEN[viewer] = bool(hidden)
+    get_reading_tools(viewer).hide_values = bool(hidden)  # the hover readout too
     for w in list(_WIDGETS):
         if w.viewer == viewer:  # napari hands plugins a proxy of the viewer
             w.hide_numbers = bool(hidden)
