@@ -22,6 +22,7 @@ PURE_MODULES = [
     "napari_m1.session",
     "napari_m1.stats",
     "napari_m1.qsm",
+    "napari_m1.mrsi",
     "napari_m1.cli",
 ]
 

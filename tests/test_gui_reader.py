@@ -418,13 +418,14 @@ def test_dock_keeps_an_answer_the_database_refuses_and_retries(
 def test_study_setting_hides_live_numbers_from_the_reader(
     make_napari_viewer, study_cases, tmp_path, qtbot, hidden
 ):
-    measurement_widget = pytest.importorskip("napari_m1._qt.measurement_widget")
-    if not hasattr(measurement_widget, "set_numbers_hidden"):
-        pytest.skip("measurement dock without the hide-numbers mode")
     study = _new_study(study_cases, tmp_path, *(["--hide-numbers"] if hidden else []))
     viewer = make_napari_viewer(show=True)
     rw, _aw, _ = _dock(viewer)
     _, mw = viewer.window.add_plugin_dock_widget("napari-m1", "M1 measurements")
     _start(rw, qtbot, study, "R1")
     assert mw.hide_numbers is hidden
+    assert mw.tabs.isVisible() is not hidden  # the tables with the numbers
+    _click_and_wait(rw, qtbot, rw.next_button)
+    assert mw.hide_numbers is hidden
     rw.close_session()
+    assert mw.hide_numbers is False

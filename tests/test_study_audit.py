@@ -342,6 +342,11 @@ def test_hostile_cells_are_neutralised_and_read_back(tmp_path, phantom_case):
     assert {r["comment"] for r in back} == set(comments[:2])
     assert {r["note"] for r in back} == {"-2+3", "=1"}
     assert "'=HYPERLINK(" in unbl.read_text(encoding="utf-8")
+    # ... and so do the report's readers
+    from napari_m1.stats._read import read_readings
+
+    df = read_readings(unbl, [])
+    assert set(df["reader"]) == {"-R1"} and set(df["case_id"]) == set(ids)
     m = [
         {k: restore_cell(v) for k, v in r.items()}
         for r in csv.DictReader(io.StringIO(meas.read_text(encoding="utf-8")))

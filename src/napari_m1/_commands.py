@@ -37,6 +37,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for w in case.warnings:
         print(f"warning: {w}", file=sys.stderr)
     rows = case_summary(case)
+    if args.json:
+        import json
+
+        qc = [v.extra["qc"] for v in case.volumes if v.extra.get("mrsi_ratio")]
+        print(json.dumps({"case": case.files.label, "layers": rows, "mrsi_qc": qc}, indent=1))
+        return 0
     cols = list(rows[0])
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
@@ -100,6 +106,11 @@ def register(subparsers: Any) -> None:
 
     i = subparsers.add_parser("info", help="load a case folder and list its layers")
     i.add_argument("case_dir")
+    i.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: the layers and, for an fsl_mrsi output, each ratio map's QC summary",
+    )
     i.set_defaults(func=_cmd_info)
 
     m = subparsers.add_parser("measure", help="recompute every measurement from saved annotations")

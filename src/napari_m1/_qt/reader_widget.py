@@ -10,8 +10,11 @@ prefetched while the reader works, so the window stays responsive at a case chan
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +37,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._annotate import SessionPersistence, get_controller
-from .._viewer import add_case_layers, get_orientation, m1_layers
+from .._viewer import get_orientation, m1_layers
 from ..errors import M1Error
 from ..session import ReaderController, ReaderSession, Redactor
 
@@ -59,6 +62,19 @@ def _on_destroyed(redactor: Redactor, *args: Any) -> None:
     redactor.uninstall()
 
 
+@contextlib.contextmanager
+def _no_full_gc() -> Iterator[None]:
+    """napari runs a full ``gc.collect()`` for every layer it removes (a workaround for
+    some Windows OpenGL drivers): about 1 s each with a large heap, in the GUI thread.
+    Here the removed layers' resources are left to Python's automatic collection."""
+    collect = gc.collect
+    gc.collect = lambda *a, **k: 0
+    try:
+        yield
+    finally:
+        gc.collect = collect
+
+
 class ReaderWidget(QWidget):
     """The reader's side of a blinded study (see the module docstring).
 
@@ -81,6 +97,7 @@ class ReaderWidget(QWidget):
         self.reader_ctl = ReaderController()
         self._loading_form = False
         self._worker: Any = None
+        self._adding = False
 
         self.study_edit = QLineEdit()
         self.study_edit.setPlaceholderText("study folder")
@@ -190,8 +207,8 @@ class ReaderWidget(QWidget):
 
     @property
     def loading(self) -> bool:
-        """True while a case is being loaded."""
-        return self._worker is not None
+        """True while a case is being loaded or put on screen."""
+        return self._worker is not None or self._adding
 
     # ------------------------------------------------------------------ session
     def start(
@@ -207,10 +224,11 @@ class ReaderWidget(QWidget):
         self.study_edit.setText(study)
         self.reader_edit.setText(who)
         self._save_comment()
-        self._clear_case()
-        nxt = self.reader_ctl.start(study, who)
-        if self.reader_ctl.session is None:
+        before = self.reader_ctl.session
+        nxt = self.reader_ctl.start(study, who)  # a failed start keeps the old session
+        if self.reader_ctl.session is None or self.reader_ctl.session is before:
             return False
+        self._clear_case()
         self._flush_timer.start()
         if nxt is None:
             self.finished.emit()
@@ -224,6 +242,7 @@ class ReaderWidget(QWidget):
         self._save_comment()
         self._clear_case()
         self.reader_ctl.close()
+        self._apply_hide_numbers(False)  # the study's setting ends with the session
         self._flush_timer.stop()
         self._retry_timer.stop()
 
@@ -261,7 +280,7 @@ class ReaderWidget(QWidget):
         self._worker = None
         self._set_busy(False)
         if self.reader_ctl.session is not None:
-            self._show(pseudonym, case)
+            self._show(pseudonym, case, block=False)
 
     def _on_load_failed(self, worker: Any, exc: BaseException) -> None:
         if worker is not self._worker:
@@ -271,10 +290,52 @@ class ReaderWidget(QWidget):
         msg = str(exc) if isinstance(exc, M1Error) else f"{type(exc).__name__}: {exc}"
         self.reader_ctl.failed(msg.splitlines()[0] if msg else type(exc).__name__)
 
-    def _show(self, pseudonym: str, case: Any) -> None:
+    def _show(self, pseudonym: str, case: Any, *, block: bool = True) -> None:
+        """Swap the case on screen. Without ``block`` the swap is a queue of small steps
+        (detach, remove one layer, add one layer, finish), one per event-loop turn, so the
+        window keeps drawing and answering while a case with many maps comes in."""
+        from .._reader import case_layer_data
+
+        todo = list(case_layer_data(case))
+        added: list[Any] = []
+        if block:
+            self._clear_case()
+            added = [self.viewer.add_image(data, **kw) for data, kw, _ in todo]
+            self._finish_show(pseudonym, case, added)
+            return
+        n = len(todo)
+
+        def add_one() -> None:
+            data, kw, _ = todo.pop(0)
+            added.append(self.viewer.add_image(data, **kw))
+            self.message_label.setText(f"Showing the case: layer {len(added)} of {n}…")
+
+        steps: list[Any] = [self._detach_case]
+        steps += [functools.partial(self._remove_layer, ly) for ly in m1_layers(self.viewer)]
+        steps += [add_one] * n
+        self._adding = True
+        self._set_busy(True)
+
+        def run_next() -> None:
+            if self.reader_ctl.session is None:  # the session was closed meanwhile
+                self._adding = False
+                return
+            steps.pop(0)()
+            if steps:
+                QTimer.singleShot(0, run_next)
+                return
+            self._adding = False
+            self._set_busy(False)
+            self._finish_show(pseudonym, case, added)
+
+        QTimer.singleShot(0, run_next)
+
+    def _finish_show(self, pseudonym: str, case: Any, added: list[Any]) -> None:
+        from .._viewer import _show_middle_slice
+
         rc = self.reader_ctl
-        self._clear_case()
-        add_case_layers(self.viewer, case)
+        _show_middle_slice(self.viewer, added[0])
+        self.viewer.layers.selection.active = added[0]  # the GRE, not a hidden map
         self.orientation.apply()
         from napari.utils.notifications import show_warning
 
@@ -290,18 +351,25 @@ class ReaderWidget(QWidget):
         self.reader_ctl.prefetch_next()  # a plain thread: no Qt object outlives the dock
 
     def _clear_case(self) -> None:
-        self.ctl.detach()
+        self._detach_case()
         for ly in m1_layers(self.viewer):
-            self.viewer.layers.remove(ly)
+            self._remove_layer(ly)
+
+    def _detach_case(self) -> None:
+        with _no_full_gc():
+            self.ctl.detach()
         if self.reader_ctl.pseudonym is not None:
             self.reader_ctl.closed_case()
 
+    def _remove_layer(self, layer: Any) -> None:
+        if layer in self.viewer.layers:
+            with _no_full_gc():
+                self.viewer.layers.remove(layer)
+
     def _apply_hide_numbers(self, hidden: bool) -> None:
-        try:
-            from .measurement_widget import set_numbers_hidden
-        except ImportError:  # a measurement dock without the setting
-            return
-        set_numbers_hidden(self.viewer, hidden)
+        from .measurement_widget import set_numbers_hidden
+
+        set_numbers_hidden(self.viewer, hidden)  # also for a measurement dock opened later
 
     # ------------------------------------------------------------------ form
     def _load_form(self) -> None:
@@ -427,7 +495,7 @@ class ReaderWidget(QWidget):
         else:
             self.message_label.setText("")
             self._shown_error = None
-        busy = self._worker is not None
+        busy = self.loading
         self.form_box.setEnabled(v.form_enabled)
         self.submit_button.setEnabled(v.submit_enabled and not busy)
         self.prev_button.setEnabled(v.prev_enabled and not busy)

@@ -80,6 +80,9 @@ class CaseFiles:
         ``phase`` is one phase-difference image for two magnitude echoes (Siemens
         field map; ``case.json`` ``"phase_difference": true``, a ``*_phasediff``
         name or a sidecar with ``EchoTime1``/``EchoTime2``).
+    fsl_mrsi : Path or None
+        An FSL-MRS ``fsl_mrsi`` output (the case folder, ``fsl_mrsi/`` or ``mrsi/``): its
+        concentration maps are in ``mrsi``; the loader adds QC'd ratio maps (docs/mrsi.md).
     """
 
     folder: Path
@@ -90,6 +93,7 @@ class CaseFiles:
     mrsi: dict[str, Path] = field(default_factory=dict)
     echo_times_ms: list[float] | None = None
     phase_difference: bool = False
+    fsl_mrsi: Path | None = None
 
 
 def case_input_files(files: CaseFiles) -> list[Path]:
@@ -228,8 +232,11 @@ def _from_names(folder: Path) -> CaseFiles:
             if met in mrsi:
                 raise M1LoadError(f"two files for metabolite {met}: {mrsi[met].name}, {p.name}")
             mrsi[met] = p
-    # FSL-MRS fsl_mrsi output: concs/<scaling>/<METAB>.nii.gz
-    concs = folder / "concs"
+    # FSL-MRS fsl_mrsi output (here, in fsl_mrsi/ or mrsi/): concs/<scaling>/<METAB>.nii.gz
+    from ..mrsi import find_fsl_mrsi
+
+    fsl = find_fsl_mrsi(folder)
+    concs = (fsl or folder) / "concs"
     if concs.is_dir():
         for sub in _FSL_MRS_PREFERENCE:
             d = concs / sub
@@ -251,6 +258,7 @@ def _from_names(folder: Path) -> CaseFiles:
     label = subs[0] if subs else folder_label(folder)
     out = CaseFiles(folder, label, mag, phase, qsm[0] if qsm else None, mrsi)
     out.phase_difference = bool(phase) and phase == phasediff
+    out.fsl_mrsi = fsl
     return out
 
 

@@ -202,6 +202,7 @@ class CaseLoad:
     ) -> None:
         files = source if isinstance(source, CaseFiles) else find_case_files(source)
         want = set(kinds or ("gre", "phase", "qsm", "mrsi")) | {"gre"}
+        self._want = want
         plans = [plan_volume(files.gre, kind="gre", echo_times_ms=files.echo_times_ms)]
         self._phase_difference = bool(files.phase and "phase" in want and files.phase_difference)
         if self._phase_difference:
@@ -270,13 +271,21 @@ class CaseLoad:
                     place = place_one(vol, vols[0], places[0])
                 vols[i], places[i] = vol, place
                 yield LoadEvent("volume", base, total, i, (vol, place))
+            # QC'd ratio maps of an fsl_mrsi output: computed, not streamed (docs/mrsi.md)
+            if self.files.fsl_mrsi is not None and "mrsi" in self._want:
+                from ._mrsi import ratio_volumes
+
+                for vol in ratio_volumes(self.files.fsl_mrsi):
+                    i = len(vols)
+                    vols[i], places[i] = vol, place_one(vol, vols[0], places[0])
+                    yield LoadEvent("volume", base, total, i, (vol, places[i]))
         except BaseException as exc:
             if self.reference_array is not None:
                 cancelled = isinstance(exc, GeneratorExit)
                 why = M1LoadError("loading was cancelled") if cancelled else exc
                 self.reference_array.fail(why)
             raise
-        idx = range(len(self.plans))  # the Case lists maps in their usual order
+        idx = range(len(vols))  # the Case lists maps in their usual order
         case = Case(self.files, [vols[k] for k in idx], [places[k] for k in idx])
         yield LoadEvent("done", total, total, 0, case)
         return case

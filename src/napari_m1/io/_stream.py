@@ -205,6 +205,16 @@ def _stats_pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def _forget_pool_in_child() -> None:
+    """A forked child inherits the pool object but not its thread: start a new one."""
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def _stats_of(a: np.ndarray, st: ReadStats, is_float: bool, track_range: bool) -> None:
     if is_float:
         _slab_stats(a, st, track_range)

@@ -311,7 +311,7 @@ class MeasurementEngine:
         if self._cr is not None and self._cr.metabolite in mrsi_means:
             cr = mrsi_means[self._cr.metabolite]
             for met, m in mrsi_means.items():
-                if met == self._cr.metabolite:
+                if met == self._cr.metabolite or "/" in met:  # a QC'd ratio map already
                     continue
                 row = dict(base)
                 row.update(

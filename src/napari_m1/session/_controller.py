@@ -33,6 +33,8 @@ __all__ = ["ReaderController", "ReaderView", "SubmitCheck"]
 
 log = logging.getLogger(__name__)
 
+UNSAVED = "Answers are not saved yet: the study database refused them; retrying every 5 s."
+
 
 @dataclass(frozen=True)
 class ReaderView:
@@ -290,7 +292,7 @@ class ReaderController:
         if p is None:
             return SubmitCheck("no case open")
         if self.pending:
-            return SubmitCheck("Answers are not saved yet (see above); wait for the retry.")
+            return SubmitCheck(UNSAVED)
         missing = s.missing_answers(p)
         if missing:
             return SubmitCheck(
@@ -336,7 +338,7 @@ class ReaderController:
         a message saying why not."""
         s = self.require()
         if self.pending:
-            self._say("Answers are not saved yet (see above); wait for the retry.", "error")
+            self._say(UNSAVED, "error")
             return None
         reads = s.reads()
         names = [r.pseudonym for r in reads]

@@ -1,0 +1,45 @@
+"""MRSI as it comes from the fit: readers (fsl_mrsi, LCModel, NIfTI-MRS), names, ratio QC.
+
+Pure: numpy and nibabel only (no Qt, no napari). See docs/mrsi.md.
+"""
+
+from ._fslmrs import SCALINGS, MRSIFit, find_fsl_mrsi, is_fsl_mrsi_folder, read_fsl_mrsi
+from ._lcmodel import (
+    LCModelCoord,
+    LCModelTable,
+    read_lcmodel_coord,
+    read_lcmodel_csv,
+    read_table,
+)
+from ._names import COMBINED, RATIOS, canonical_name, find_metabolite
+from ._niftimrs import IDENTIFYING_KEYS, NiftiMRS, display_header, read_nifti_mrs
+from ._qc import REASON_BITS, QCThresholds, RatioMap, ratio_maps
+from ._tissue import FAST_LABELS, FAST_PVE_ORDER, tissue_fractions
+
+__all__ = [
+    "COMBINED",
+    "FAST_LABELS",
+    "FAST_PVE_ORDER",
+    "IDENTIFYING_KEYS",
+    "RATIOS",
+    "REASON_BITS",
+    "SCALINGS",
+    "LCModelCoord",
+    "LCModelTable",
+    "MRSIFit",
+    "NiftiMRS",
+    "QCThresholds",
+    "RatioMap",
+    "canonical_name",
+    "display_header",
+    "find_fsl_mrsi",
+    "find_metabolite",
+    "is_fsl_mrsi_folder",
+    "ratio_maps",
+    "read_fsl_mrsi",
+    "read_lcmodel_coord",
+    "read_lcmodel_csv",
+    "read_nifti_mrs",
+    "read_table",
+    "tissue_fractions",
+]
