@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from napari_m1.batch import plan_from_cases_csv, run_batch
+from napari_m1.batch import plan_from_bids, plan_from_cases_csv, run_batch
 from napari_m1.cli import main as cli_main
 from napari_m1.errors import M1Error
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
-from cohort import make_cohort
+from cohort import annotate_case, make_cohort
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +236,47 @@ def test_study_reads_are_measured_like_study_export(cohort20, tmp_path):
     assert sorted(got[1:]) == sorted(want[1:]) and got[0] == want[0]
     assert {r[2] for r in got[1:]} == {reads[0].pseudonym, reads[1].pseudonym}
     assert not any("C00" in cell for r in got for cell in r)  # stays blinded
+
+
+@pytest.mark.slow
+def test_bids_root_measure_and_qsm_steps_with_resume(tmp_path):
+    """--bids: one case per subject; measure where derivatives/napari-m1 has annotations;
+    qsm for every subject (Chimap and its record); a second run with --resume reuses all."""
+    import shutil
+
+    from napari_m1.phantom import write_phantom_case
+
+    ph = write_phantom_case(tmp_path / "ph", "control", 1, n_slices=16, with_phase=True)
+    root = tmp_path / "bids"
+    (root).mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "t", "BIDSVersion": "1.9.0"}')
+    for sub in ("01", "02"):
+        anat = root / f"sub-{sub}" / "anat"
+        anat.mkdir(parents=True)
+        for f in ph.iterdir():
+            if "MEGRE" in f.name:
+                shutil.copy(f, anat / f.name.replace("sub-phantomcontrol1", f"sub-{sub}"))
+    ann = root / "derivatives" / "napari-m1" / "sub-01" / "sub-01_R1.m1ann.jsonl"
+    annotate_case(root / "sub-01", ann, "R1", truth_json=ph / "truth.json")
+    out = tmp_path / "out"
+    args = ["batch", "measure,qsm", "--bids", str(root), "--out", str(out), "--preset",
+            "fast", "--no-progress"]  # fmt: skip
+    assert cli_main(args) == 0
+    assert (out / "measure" / "sub-01" / "measurements.csv").is_file()
+    assert not (out / "measure" / "sub-02").exists()  # no annotations for sub-02
+    for sub in ("sub-01", "sub-02"):
+        rec = json.loads((out / "qsm" / sub / "record.json").read_text("utf-8"))
+        assert "Chimap.nii.gz" in rec["outputs"] and rec["inputs"]["params"]["preset"] == "fast"
+    import nibabel as nib
+    import numpy as np
+
+    chi = np.asarray(nib.load(out / "qsm" / "sub-01" / "Chimap.nii.gz").dataobj)
+    assert np.isfinite(chi).all() and np.abs(chi).max() > 0
+    res = run_batch(
+        plan_from_bids(root, ["measure", "qsm"]),
+        out,
+        resume=True,
+        params={"preset": "fast", "b0_tesla": None},
+        progress=False,
+    )
+    assert res.done == [] and len(res.skipped) == 3

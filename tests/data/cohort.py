@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _annotate(case_dir: Path, out: Path, reader: str) -> Path:
+def annotate_case(case_dir: Path, out: Path, reader: str, truth_json: Path | None = None) -> Path:
+    """Annotations at the phantom's truth positions, written for the case in ``case_dir``."""
     from napari_m1.annotation import (
         AnnotationSet,
         caliper_annotation,
@@ -27,7 +28,8 @@ def _annotate(case_dir: Path, out: Path, reader: str) -> Path:
     from napari_m1.measure import case_fingerprint_of
     from napari_m1.protocol import get_protocol
 
-    truth = json.loads((case_dir / "truth.json").read_text(encoding="utf-8"))
+    truth_path = truth_json or case_dir / "truth.json"
+    truth = json.loads(truth_path.read_text(encoding="utf-8"))
     proto = get_protocol("m1-7t")
     case = load_case(case_dir)
     aset = AnnotationSet(proto, case_fingerprint_of(case), reader)
@@ -73,7 +75,7 @@ def make_cohort(root: Path, n: int, *, reader: str = "R1", n_slices: int = 16) -
                 os.link(f, target)
         ann = root / "annotations" / f"{label}.m1ann.jsonl"
         if not ann.is_file():
-            _annotate(dst, ann, reader)
+            annotate_case(dst, ann, reader)
         lines.append(f"{label},{label},annotations/{label}.m1ann.jsonl")
     csv_path = root / "cases.csv"
     csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")

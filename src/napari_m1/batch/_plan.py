@@ -35,6 +35,7 @@ __all__ = [
     "case_fingerprint_files",
     "code_fingerprint",
     "input_fingerprint",
+    "plan_from_bids",
     "plan_from_cases_csv",
     "plan_from_study",
     "sha256_file",
@@ -176,6 +177,39 @@ def plan_from_cases_csv(
             tasks.append(task)
     if not seen:
         raise M1Error(f"{p.name}: no cases")
+    return tasks
+
+
+def plan_from_bids(
+    bids_root: str | os.PathLike[str], steps: Iterable[str], *, reader: str = ""
+) -> list[dict[str, Any]]:
+    """Tasks for every subject/session of a BIDS dataset with a MEGRE magnitude.
+
+    ``case_id`` is ``sub-<S>[_ses-<T>]``. The ``measure`` step takes the annotation file
+    ``derivatives/napari-m1/sub-<S>[/ses-<T>]/*.m1ann.jsonl`` when there is exactly one
+    (cases without one get only their other steps).
+    """
+    import tempfile
+
+    from ..io._bids import write_bids_cases_csv
+
+    root = Path(bids_root).resolve()
+    steps = _check_steps(list(steps))
+    with tempfile.TemporaryDirectory(prefix="napari-m1-bids-") as tmp:
+        cases = Path(tmp) / "cases.csv"
+        write_bids_cases_csv(root, cases)
+        rows = [line.split(",", 1) for line in cases.read_text("utf-8").splitlines()[1:]]
+    lines = ["case_id,path,annotations"]
+    for cid, path in rows:
+        sub = root / "derivatives" / "napari-m1" / Path(*cid.replace("_ses-", "/ses-").split("/"))
+        found = sorted(sub.glob("*.m1ann.jsonl")) if sub.is_dir() else []
+        lines.append(f"{cid},{path},{found[0] if len(found) == 1 else ''}")
+    with tempfile.TemporaryDirectory(prefix="napari-m1-bids-") as tmp:
+        plan_csv = Path(tmp) / "cases.csv"
+        plan_csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tasks = plan_from_cases_csv(plan_csv, steps, reader=reader)
+    for t in tasks:
+        t["source"] = f"{root.name}: {t['case_id']}"
     return tasks
 
 

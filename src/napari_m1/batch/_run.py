@@ -191,7 +191,9 @@ def run_batch(
     res = BatchResult(run_id, len(tasks))
     jobs = []
     for t in tasks:
-        inputs = json.loads(json.dumps(input_fingerprint(t, params), default=str))
+        step_params = params if t["step"] == "qsm" else {}  # measure takes none
+        t.setdefault("params", step_params)
+        inputs = json.loads(json.dumps(input_fingerprint(t, t["params"]), default=str))
         if resume and record_matches(out, t["key"], inputs):
             res.skipped.append(t["key"])
             continue

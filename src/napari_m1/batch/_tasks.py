@@ -76,17 +76,20 @@ def _measure(task: dict[str, Any], folder: Path, timings: dict[str, float]) -> d
 
 def _qsm(task: dict[str, Any], folder: Path, timings: dict[str, float]) -> dict[str, Any]:
     t0 = time.perf_counter()
-    try:
-        from ..qsm import reconstruct_case_dir
-    except ImportError:
-        from ..errors import M1Error
+    from ..qsm import OUTPUT_FILES, PRESETS, load_case_input, run_qsm, write_qsm_outputs
 
-        raise M1Error("the qsm step needs napari-m1's QSM module (not in this version)") from None
     timings["import_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    written = reconstruct_case_dir(task["case_dir"], folder, **task.get("params", {}))
+    params = task.get("params", {})
+    inp = load_case_input(task["case_dir"], b0_tesla=params.get("b0_tesla"))
+    timings["load_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = run_qsm(inp, PRESETS[params.get("preset", "default")])
     timings["qsm_s"] = time.perf_counter() - t0
-    return {"outputs": sorted(Path(p).name for p in written)}
+    t0 = time.perf_counter()
+    write_qsm_outputs(res, folder, affine=inp.affine, source=dict(inp.source))
+    timings["write_s"] = time.perf_counter() - t0
+    return {"outputs": [n for n in (*OUTPUT_FILES, "qsm.json") if (folder / n).is_file()]}
 
 
 _STEPS = {"measure": _measure, "qsm": _qsm}
