@@ -320,7 +320,9 @@ class ReadingTools:
                 name = f"{name} e{self.current_echo()}"
             elif kind == "qsm":
                 name = "QSM χ"
-            out.append((name, _fmt_value(v, kind), UNITS.get(kind, "")))
+            meta = LayerMeta.of(ly)
+            ratio = meta is not None and meta.raw.get("mrsi_ratio")  # ratios: dimensionless
+            out.append((name, _fmt_value(v, kind), "" if ratio else UNITS.get(kind, "")))
         return out
 
     def readout_line(self, world: Any | None = None) -> str:
