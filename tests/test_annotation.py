@@ -163,3 +163,80 @@ def test_not_an_annotations_file(tmp_path):
     p = _write(tmp_path, ['{"schema": "something else"}'])
     with pytest.raises(AnnotationFileError, match="line 1: not a napari-m1 annotations file"):
         load_annotations(p)
+
+
+class _Refusing:
+    """A store that refuses every save (a full disk, a locked read)."""
+
+    def __init__(self, exc):
+        self.exc, self.calls = exc, 0
+
+    def load(self, case, protocol):
+        return {}
+
+    def save(self, annset, items, change):
+        self.calls += 1
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "match"),
+    [
+        (OSError(28, "No space left on device"), "could not save the annotation \\(No space"),
+        (M1Error("this read is submitted and locked"), "submitted and locked"),
+    ],
+)
+def test_a_refused_write_leaves_the_set_unchanged(exc, match):
+    s = _set()
+    first = roi_annotation("L_hand_roi", [-25, -18, 51], [1.1, 0, 0], [0, 1.1, 0])
+    s.put(first)
+    seen = []
+    s.subscribe(seen.append)
+    s.store = store = _Refusing(exc)
+    with pytest.raises(M1Error, match=match):
+        s.put(roi_annotation("L_hand_roi", [-20, -18, 51], [1.1, 0, 0], [0, 1.1, 0]))
+    with pytest.raises(M1Error, match=match):
+        s.undo()
+    assert store.calls == 2
+    assert s.items == {"L_hand_roi": first} and seen == []
+    assert s.can_undo and not s.can_redo  # history untouched by the refusals
+
+
+def test_file_store_saves_before_the_model_and_loads_back(tmp_path):
+    from napari_m1.annotation import AnnotationStore, FileAnnotationStore
+    from napari_m1.session import SessionAnnotationStore
+
+    store = FileAnnotationStore(tmp_path / "sub" / "auto.m1ann.jsonl")
+    assert isinstance(store, AnnotationStore)
+    assert isinstance(SessionAnnotationStore(None, "p1"), AnnotationStore)
+    s = AnnotationSet(M1, CASE, "R1", store=store)
+    s.load()  # no file yet: empty
+    assert s.items == {}
+    order = []
+    s.subscribe(lambda ch: order.append(store.path.is_file()))
+    s.put(caliper_annotation("L_hand_caliper", [-25, -18, 51], [-25, -16, 51]))
+    assert order == [True]  # the file existed when the listeners ran
+    back = AnnotationSet(M1, CASE, "R1", store=FileAnnotationStore(store.path))
+    back.load()
+    assert back.items == s.items
+    other = AnnotationSet(M1, case_fingerprint("x", (3, 3, 3), RAS), store=store)
+    with pytest.raises(AnnotationFileError, match="written for another case"):
+        other.load()
+    assert other.items == {}
+
+
+def test_midline_is_stored_with_the_annotations(tmp_path):
+    from napari_m1.annotation import MIDLINE_SLOT, midline_annotation
+
+    s = _set()
+    s.put(midline_annotation([2.5, -30, 50]))
+    s.put(roi_annotation("L_foot_roi", [1.5, -30, 60], [1.1, 0, 0], [0, 1.1, 0]))
+    assert s.done() == ["L_foot_roi"] and MIDLINE_SLOT in s  # not a protocol slot
+    assert s.get(MIDLINE_SLOT).centre_ras[0] == 2.5
+    back = load_annotations(save_annotations(tmp_path / "m.m1ann.jsonl", s), case=CASE)
+    assert back.items == s.items
+    with pytest.raises(M1Error, match="only slot 'midline'"):
+        s.put(roi_annotation(MIDLINE_SLOT, [0, 0, 0], [1, 0, 0], [0, 1, 0]))
+    bad = json.dumps({"slot": "L_foot_roi", "kind": "midline", "points_ras": [[1, 2, 3]]})
+    with pytest.raises(AnnotationFileError, match="line 2: .*only slot 'midline'"):
+        load_annotations(_write(tmp_path, [_header(), bad]), case=CASE)

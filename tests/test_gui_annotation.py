@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QEvent, QPointF, Qt
 from qtpy.QtGui import QMouseEvent
+from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication
 
 from napari_m1._annotate import SHAPES_LAYER_NAME
@@ -79,6 +80,7 @@ class Mouse:
                 y1 + t * (y2 - y1),
                 Qt.MouseButton.LeftButton,
             )
+            QTest.qWait(8)  # napari throttles mouse moves to one per 5 ms, as a real mouse
         self._send(QEvent.Type.MouseButtonRelease, x2, y2, Qt.MouseButton.NoButton)
         QApplication.processEvents()
 
@@ -97,7 +99,9 @@ def _fill_protocol(viewer, aw, mw, truth, qtbot):
     aw.place_button.setChecked(True)
     assert ctl.placing
     regions = {(r["area"], r["hemisphere"]): r for r in truth["regions"]}
-    for slot in ctl.protocol.slots:
+    # the walk sweeps the slices once: area by area, both hemispheres together
+    assert [ctl.protocol.slot(s).region for s in ctl.slot_order][:4] == ["foot"] * 4
+    for slot in (ctl.protocol.slot(s) for s in ctl.slot_order):
         assert ctl.active == slot.id, "auto-advance should walk the checklist in order"
         if slot.id == "ref_precuneus_roi":
             target = truth["reference"]["centre_ras_mm"]
@@ -113,13 +117,12 @@ def _fill_protocol(viewer, aw, mw, truth, qtbot):
             mouse.goto(r["centre_ras_mm"])
             mouse.drag(p1, p2)
             assert ctl.annset.get(slot.id) is not None, f"{slot.id} not drawn"
-            # back to the caliper in the checklist; accept the profile's suggestion
-            aw.checklist.setCurrentRow(ctl.protocol.slot_ids.index(slot.id))
+            # a caliper stays active until its profile is checked: accept the suggestion,
+            # which advances to the next slot
             assert ctl.active == slot.id
             assert mw.accept_button.isEnabled(), mw.profile_label.text()
             qtbot.mouseClick(mw.accept_button, Qt.MouseButton.LeftButton)
             assert ctl.annset.get(slot.id).source == "suggested"
-            qtbot.mouseClick(aw.next_button, Qt.MouseButton.LeftButton)
     assert ctl.annset.missing() == []
 
 
@@ -285,3 +288,116 @@ def test_docked_before_the_case_measures_every_map(make_napari_viewer, phantom_c
     assert ("qsm", None) not in {(r["layer_kind"], r["metabolite"]) for r in ctl.export_rows()}
     viewer.layers.remove("GRE magnitude")
     assert not ctl.has_case and SHAPES_LAYER_NAME not in viewer.layers
+
+
+def test_placing_keeps_done_slots_pans_and_shows_state(make_napari_viewer, phantom_case, qtbot):
+    """Issue 9.2/9.3/9.7: a click never moves a done slot (Shift-R re-places it), a drag
+    pans while placing, the checklist jumps to an annotation, O shows on the Place button,
+    outlines stay a few screen pixels wide, calipers carry their length, a scale bar."""
+    from napari_m1._annotate._layer import EDGE_PX
+
+    truth = json.loads((phantom_case / "truth.json").read_text())
+    viewer, aw, _mw = _open(make_napari_viewer, phantom_case, qtbot)
+    ctl = aw.ctl
+    mouse = Mouse(viewer, ctl)
+    cam = camera_of(viewer)
+    canvas = viewer.window._qt_viewer.canvas.native
+    foot = next(r for r in truth["regions"] if r["area"] == "foot" and r["hemisphere"] == "L")
+    c = np.asarray(foot["centre_ras_mm"], float)
+    assert viewer.scale_bar.visible
+
+    qtbot.keyClick(canvas, Qt.Key.Key_O)  # the key, not the button: the button follows
+    assert ctl.placing and aw.place_button.isChecked()
+    mouse.goto(c)
+    mouse.click(c)
+    roi = ctl.annset.get("L_foot_roi")
+    assert ctl.active == "L_foot_caliper"  # auto-advance after a ROI
+    p1, p2 = _rough_caliper(foot)
+    mouse.drag(p1, p2)
+    cal = ctl.annset.get("L_foot_caliper")
+    assert ctl.active == "L_foot_caliper"  # a caliper waits for its profile to be checked
+    layer = viewer.layers[SHAPES_LAYER_NAME]
+    labels = dict(zip(layer.features["slot"], layer.features["label"], strict=True))
+    assert labels["L_foot_caliper"] == f"{cal.length_mm:.2f} mm"  # a length on the caliper
+    assert labels["L_foot_roi"] == ""  # short labels: lengths only, nothing to overlap
+
+    # back to the done ROI from the checklist: its slice and centre are shown
+    mouse.goto(c + np.r_[0, 15.0, 0], zoom=10.0)  # look elsewhere first
+    row = ctl.slot_order.index("L_foot_roi")
+    qtbot.mouseClick(
+        aw.checklist.viewport(),
+        Qt.MouseButton.LeftButton,
+        pos=aw.checklist.visualItemRect(aw.checklist.item(row)).center(),
+    )
+    assert ctl.active == "L_foot_roi"
+    np.testing.assert_allclose(cam.center[-2:], ctl.ras_to_world(roi.centre_ras)[-2:], atol=1e-6)
+    # a click next to it does NOT move the done ROI ...
+    mouse.click(c + np.r_[1.5, 0, 0])
+    assert ctl.annset.get("L_foot_roi") == roi
+    # ... a drag pans the view and places nothing ...
+    centre = tuple(cam.center)
+    mouse.drag(c + np.r_[1.5, 0, 0], c + np.r_[3.0, 1.0, 0])
+    assert ctl.annset.get("L_foot_roi") == roi and tuple(cam.center) != centre
+    # ... Shift-R then a click re-places it (one undoable edit)
+    qtbot.keyClick(canvas, Qt.Key.Key_R, Qt.KeyboardModifier.ShiftModifier)
+    mouse.goto(c)
+    mouse.click(c + np.r_[1.0, 0, 0])
+    np.testing.assert_allclose(
+        ctl.annset.get("L_foot_roi").centre_ras, c + np.r_[1.0, 0, 0], atol=0.05
+    )
+    ctl.undo()
+    assert ctl.annset.get("L_foot_roi") == roi
+    qtbot.keyClick(canvas, Qt.Key.Key_O)
+    assert not ctl.placing and not aw.place_button.isChecked()
+
+    # outlines: EDGE_PX screen pixels at any zoom
+    scale = float(layer.scale[-1])
+    for zoom in (4.0, 12.0, 40.0):
+        cam.zoom = zoom
+        qtbot.wait(10)
+        assert ctl.view.edge_width * zoom * scale == pytest.approx(EDGE_PX, rel=0.16)
+        assert layer.edge_width[0] == pytest.approx(ctl.view.edge_width)
+    # one programmatic move (accept the suggestion) replaces one shape, not the layer
+    ctl.active = "L_foot_caliper"
+    n = ctl.view.n_shape_updates
+    assert ctl.accept_suggestion()
+    assert ctl.view.n_shape_updates == n + 1
+    assert ctl.active != "L_foot_caliper"  # accepted: on to the next slot
+    # labels toggle (Shift-T): all, then off
+    qtbot.keyClick(canvas, Qt.Key.Key_T, Qt.KeyboardModifier.ShiftModifier)
+    assert aw.labels_box.currentData() == "all" and all(layer.features["label"])
+    qtbot.keyClick(canvas, Qt.Key.Key_T, Qt.KeyboardModifier.ShiftModifier)
+    assert not any(layer.features["label"])
+
+
+def test_midline_set_by_one_click_drives_the_hemisphere_check(
+    make_napari_viewer, phantom_case, qtbot, tmp_path
+):
+    """Issue 9.9: a head off centre — the reader clicks the fissure once; hemisphere
+    checks and hemisphere_from_affine follow it; it is stored and undoable."""
+    truth = json.loads((phantom_case / "truth.json").read_text())
+    viewer, aw, _mw = _open(make_napari_viewer, phantom_case, qtbot)
+    ctl = aw.ctl
+    mouse = Mouse(viewer, ctl)
+    foot = next(r for r in truth["regions"] if r["area"] == "foot" and r["hemisphere"] == "L")
+    c = np.asarray(foot["centre_ras_mm"], float)
+    near_mid = np.array([1.0, c[1], c[2]])  # 1 mm right of scanner x = 0
+    mouse.goto(near_mid)
+    ctl.place_roi_at(ctl.ras_to_world(near_mid), slot="L_foot_roi")
+    assert "L_foot_roi" in ctl.hemisphere_warnings  # right of x = 0, an L slot
+    assert "Midline: the scanner's x = 0" in aw.midline_label.text()
+    qtbot.mouseClick(aw.midline_button, Qt.MouseButton.LeftButton)
+    mouse.click(np.array([3.0, c[1], c[2]]))  # the fissure of a head 3 mm off centre
+    assert ctl.midline_x_mm == pytest.approx(3.0, abs=0.13)
+    assert "L_foot_roi" not in ctl.hemisphere_warnings
+    assert aw.checklist.item(0).text().startswith("✓")
+    assert "RAS x = 3.0 mm" in aw.midline_label.text()
+    rows = [r for r in ctl.export_rows() if r["slot"] == "L_foot_roi"]
+    assert {r["hemisphere_from_affine"] for r in rows} == {"L"}
+    # stored with the annotations: a new session restores it
+    from napari_m1.annotation import load_annotations
+
+    stored = load_annotations(ctl.autosave_path, case=ctl.annset.case)
+    assert stored.get("midline").centre_ras[0] == pytest.approx(ctl.midline_x_mm)
+    ctl.undo()  # the midline is an ordinary undoable change
+    assert ctl.midline_x_mm == 0.0 and "L_foot_roi" in ctl.hemisphere_warnings

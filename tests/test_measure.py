@@ -271,3 +271,130 @@ def test_profile_without_band_says_so():
     prof = sample_profile(vol, ras, [3.0, 3.0, 0.0], [3.0, 6.0, 0.0])
     sug = suggest_band(prof)
     assert not sug.ok and "no dark band" in sug.reason
+
+
+# ----------------------------------------------------------------------------- live engine
+
+
+def _brute_weights(centre, axes, n=12):
+    """The definition: n x n sample points per pixel, the fraction inside the oval."""
+    c, a = np.asarray(centre, float), np.asarray(axes, float)
+    ainv = np.linalg.inv(a)
+    half = np.sqrt((a**2).sum(axis=1))
+    r0, r1 = int(np.floor(c[0] - half[0] - 0.5)), int(np.ceil(c[0] + half[0] + 0.5)) + 1
+    c0, c1 = int(np.floor(c[1] - half[1] - 0.5)), int(np.ceil(c[1] + half[1] + 0.5)) + 1
+    off = (np.arange(n) + 0.5) / n - 0.5
+    dr = (np.arange(r0, r1)[:, None] + off).ravel() - c[0]
+    dc = (np.arange(c0, c1)[:, None] + off).ravel() - c[1]
+    x0 = ainv[0, 0] * dr[:, None] + ainv[0, 1] * dc[None, :]
+    x1 = ainv[1, 0] * dr[:, None] + ainv[1, 1] * dc[None, :]
+    inside = x0 * x0 + x1 * x1 <= 1.0
+    return (r0, c0), inside.reshape(r1 - r0, n, c1 - c0, n).mean(axis=(1, 3))
+
+
+@pytest.mark.parametrize(("centre", "angle", "ab"), CASES[::4])
+def test_ellipse_weights_equal_the_supersampling_definition(centre, angle, ab):
+    (r0, c0), want = _brute_weights(centre, _axes(*ab, angle))
+    got = ellipse_weights(centre, _axes(*ab, angle), (64, 64))
+    assert (got.rows.start, got.cols.start) == (r0, c0)
+    np.testing.assert_allclose(got.weights, want, atol=1e-12)
+
+
+def _protocol_engine(rng):
+    gre = rng.normal(400, 20, (2, 12, 80, 80))
+    qsm = rng.normal(0, 0.02, (12, 80, 80))
+    ras = np.array([[0, 0, 0.25, -10], [0, 0.25, 0, -10], [2, 0, 0, 20], [0, 0, 0, 1.0]])
+    mras = np.array([[0, 0, 5, -12.5], [0, 5, 0, -12.5], [5, 0, 0, 17.5], [0, 0, 0, 1.0]])
+    srcs = [
+        MapSource("gre", "g", gre, ras, [10.0, 20.0], source_affine=ras),
+        MapSource("mrsi", "NAA", rng.uniform(1, 9, (6, 5, 5)), mras, None, "NAA"),
+        MapSource("qsm", "q", qsm, ras),
+        MapSource("mrsi", "Cr", rng.uniform(1, 9, (6, 5, 5)), mras, None, "Cr"),
+    ]
+    return srcs, ras
+
+
+def _random_ann(slot, ras, rng):
+    c = (ras @ np.r_[rng.integers(2, 10), rng.uniform(15, 65), rng.uniform(15, 65), 1])[:3]
+    if slot.kind == "caliper":
+        return caliper_annotation(slot.id, c, c + np.array([1.0, 1.5, 0]))
+    return roi_annotation(slot.id, c, [rng.uniform(0.6, 1.5), 0, 0], [0, 1.1, 0])
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k != "exported_at_utc"} for r in rows]
+
+
+def test_incremental_rows_equal_a_fresh_computation():
+    rng = np.random.default_rng(3)
+    srcs, ras = _protocol_engine(rng)
+    live = MeasurementEngine(srcs, M1)
+    anns = {}
+    for step in range(60):
+        slot = M1.slots[int(rng.integers(len(M1.slots)))]
+        ann = None if step % 7 == 6 else _random_ann(slot, ras, rng)
+        changed = live.update(slot.id, ann)
+        if ann is None:
+            had = anns.pop(slot.id, None)
+            assert (slot.id in changed) if had is not None else changed == ()
+        else:
+            anns[slot.id] = ann
+            assert slot.id in changed
+            if slot.id == M1.reference_slot:  # every ROI's normalised SI moved
+                assert set(changed) == set(anns)
+            else:
+                assert changed == (slot.id,)
+        fresh = MeasurementEngine(srcs, M1)
+        fresh.set_all(anns.values())
+        assert _strip(live.rows()) == _strip(fresh.rows())
+    for sid in anns:
+        assert _strip(live.rows_for(sid)) == _strip([r for r in fresh.rows() if r["slot"] == sid])
+    # rows come in protocol order, maps in source order (GRE echoes, NAA, QSM, Cr, ratio)
+    kinds = [(r["layer_kind"], r["metabolite"]) for r in live.rows_for(next(iter(anns)))]
+    if kinds[0][0] == "gre":
+        assert kinds == [("gre", None)] * 2 + [
+            ("mrsi", "NAA"), ("qsm", None), ("mrsi", "Cr"), ("mrsi", "NAA/Cr")
+        ]  # fmt: skip
+    assert live.update(next(iter(anns)), anns[next(iter(anns))]) == ()  # unchanged: nothing
+
+
+def test_the_midline_decides_hemisphere_from_affine():
+    from napari_m1.annotation import midline_annotation
+
+    rng = np.random.default_rng(4)
+    srcs, _ = _protocol_engine(rng)
+    eng = MeasurementEngine(srcs, M1)
+    roi = roi_annotation("L_foot_roi", [-1.0, 0, 30], [1, 0, 0], [0, 1, 0])
+    eng.update("L_foot_roi", roi)
+    assert {r["hemisphere_from_affine"] for r in eng.rows()} == {"L"}
+    assert eng.update("midline", midline_annotation([-3.0, 0, 30])) == ("L_foot_roi",)
+    assert {r["hemisphere_from_affine"] for r in eng.rows()} == {"R"}
+    eng.set_all([roi, midline_annotation([-3.0, 0, 30])])
+    assert {r["hemisphere_from_affine"] for r in eng.rows()} == {"R"}
+    assert all(r["slot"] != "midline" for r in eng.rows())
+
+
+def test_geometry_doctests():
+    import doctest
+
+    import napari_m1.geometry as g
+
+    res = doctest.testmod(g)
+    assert res.attempted >= 5 and res.failed == 0
+
+
+def test_weighted_stats_of_many_maps_equal_one_by_one():
+    from napari_m1.measure._roi import weighted_stats_many
+
+    rng = np.random.default_rng(5)
+    for t in range(300):
+        m = int(rng.integers(0, 40))
+        w = np.round(rng.uniform(0, 1, m) * 4) / 4  # ties and zero weights
+        vals = [np.round(rng.normal(size=m), 1) for _ in range(3)]
+        if t % 5 == 0 and m:
+            vals[1][0] = np.nan
+        many = weighted_stats_many(vals, w)
+        for got, v in zip(many, vals, strict=True):
+            want = weighted_stats(v, w)
+            for key in want:
+                assert got[key] == pytest.approx(want[key], rel=1e-12, abs=1e-12, nan_ok=True)

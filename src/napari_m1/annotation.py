@@ -6,11 +6,15 @@ scanner RAS millimetres only (voxel indices are derived for export):
 * ROI (an oval on one slice): ``points_ras = (centre, centre + u, centre + v)``
   where ``u`` and ``v`` are the two perpendicular semi-axis vectors, in-plane.
 * caliper: ``points_ras = (p1, p2)``, the two end points.
+* midline (slot ``"midline"``, outside any protocol): ``points_ras = (p,)``, a point on
+  the interhemispheric fissure chosen by the reader; hemispheres are judged against
+  the sagittal plane RAS x = p.x.
 
 :class:`AnnotationSet` holds one case's annotations for one protocol and reader,
 applies every change through :meth:`AnnotationSet.apply` (so undo/redo is exact),
 and notifies listeners. The Shapes layer in napari only *displays* this model;
-the store persists it; measurement and export read it.
+an :class:`AnnotationStore` persists it (write-ahead: storage first, then the model);
+measurement and export read it.
 
 Files are JSON Lines (``*.m1ann.jsonl``): line 1 is a header (schema, case
 fingerprint, protocol, reader), each further line one annotation. A malformed
@@ -40,15 +44,19 @@ from .protocol import Protocol, get_protocol
 
 __all__ = [
     "ANNOTATION_SCHEMA",
+    "MIDLINE_SLOT",
     "Annotation",
     "AnnotationFileError",
     "AnnotationSet",
+    "AnnotationStore",
     "CaseMismatchError",
     "Change",
+    "FileAnnotationStore",
     "caliper_annotation",
     "case_fingerprint",
     "case_mismatch",
     "load_annotations",
+    "midline_annotation",
     "roi_annotation",
     "save_annotations",
     "slice_plane_problem",
@@ -61,6 +69,10 @@ MAX_COORD_MM = 1e5
 MAX_AXIS_COS = 0.02
 #: Largest out-of-slice-plane share of a semi-axis (sin of its tilt).
 MAX_TILT_SIN = 0.02
+
+
+#: Slot id of the reader's midline (not a protocol slot; stored with the annotations).
+MIDLINE_SLOT = "midline"
 
 
 class AnnotationFileError(M1Error):
@@ -83,7 +95,7 @@ class Annotation:
     ----------
     slot : str
         Protocol slot id.
-    kind : {'roi', 'caliper'}
+    kind : {'roi', 'caliper', 'midline'}
     points_ras : tuple of (x, y, z) tuples
         RAS mm; see the module docstring.
     author : str
@@ -104,7 +116,7 @@ class Annotation:
 
     def __post_init__(self) -> None:
         pts = np.asarray(self.points_ras, dtype=float)
-        want = 3 if self.kind == "roi" else 2 if self.kind == "caliper" else None
+        want = {"roi": 3, "caliper": 2, "midline": 1}.get(self.kind)
         if want is None:
             raise ValueError(f"{self.slot}: unknown annotation kind {self.kind!r}")
         if pts.shape != (want, 3) or not np.all(np.isfinite(pts)):
@@ -138,9 +150,9 @@ class Annotation:
 
     @property
     def centre_ras(self) -> NDArray[np.float64]:
-        """ROI centre or caliper midpoint, RAS mm, shape (3,)."""
+        """ROI centre, caliper midpoint or the midline's point, RAS mm, shape (3,)."""
         p = self.points
-        return p[0] if self.kind == "roi" else (p[0] + p[1]) / 2
+        return p[0] if self.kind != "caliper" else (p[0] + p[1]) / 2
 
     @property
     def semi_axes_ras(self) -> NDArray[np.float64]:
@@ -198,6 +210,12 @@ def caliper_annotation(
     """A caliper from its two end points (RAS mm)."""
     t = _now()
     return Annotation(slot, "caliper", _pts([p1_ras, p2_ras]), author, t, t, source)
+
+
+def midline_annotation(point_ras: ArrayLike, *, author: str = "") -> Annotation:
+    """The reader's midline: a point (RAS mm) on the interhemispheric fissure."""
+    t = _now()
+    return Annotation(MIDLINE_SLOT, "midline", _pts([point_ras]), author, t, t, "placed")
 
 
 def case_fingerprint(label: str, shape: Sequence[int], ras_affine: ArrayLike) -> dict[str, Any]:
@@ -293,9 +311,10 @@ class Change:
 class AnnotationSet:
     """One reader's annotations of one case under one protocol.
 
-    Every modification goes through :meth:`apply`, which records it for
-    undo/redo and calls the listeners (``listener(change)``) — the autosave and
-    the measurement engine subscribe here.
+    Every modification goes through :meth:`apply`: the ``store`` saves it first
+    (a refusal or failure leaves the set unchanged), then it is recorded for
+    undo/redo and the listeners (``listener(change)``) are called — the measurement
+    engine and the display subscribe here.
     """
 
     protocol: Protocol
@@ -304,14 +323,11 @@ class AnnotationSet:
     items: dict[str, Annotation] = field(default_factory=dict)
     #: A submitted read: every change is refused.
     locked: bool = False
+    #: Where changes are saved before they take effect (None: kept in memory only).
+    store: AnnotationStore | None = field(default=None, repr=False)
     _undo: list[Change] = field(default_factory=list, repr=False)
     _redo: list[Change] = field(default_factory=list, repr=False)
     _listeners: list[Callable[[Change], None]] = field(default_factory=list, repr=False)
-    #: Write-ahead hooks ``hook(annset, items_after, change)``, called before a change
-    #: takes effect; if one raises, the change is not applied (storage first, then model).
-    write_ahead: list[Callable[[AnnotationSet, dict[str, Annotation], Change], None]] = field(
-        default_factory=list, repr=False
-    )
 
     # ------------------------------------------------------------------ queries
     def __contains__(self, slot: str) -> bool:
@@ -349,6 +365,10 @@ class AnnotationSet:
         self._listeners.remove(listener)
 
     def _check(self, ann: Annotation) -> None:
+        if ann.slot == MIDLINE_SLOT or ann.kind == "midline":
+            if (ann.slot, ann.kind) != (MIDLINE_SLOT, "midline"):
+                raise M1Error(f"only slot {MIDLINE_SLOT!r} holds the midline")
+            return
         slot = self.protocol.slot(ann.slot)
         if slot.kind != ann.kind:
             raise M1Error(f"slot {ann.slot} takes a {slot.kind}, not a {ann.kind}")
@@ -367,8 +387,12 @@ class AnnotationSet:
             after.pop(change.slot, None)
         else:
             after[change.slot] = change.after
-        for hook in list(self.write_ahead):
-            hook(self, after, change)
+        if self.store is not None:
+            try:
+                self.store.save(self, after, change)
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                raise M1Error(f"could not save the annotation ({why}); not changed") from None
         self.items = after
         if record:
             self._undo.append(change)
@@ -413,6 +437,15 @@ class AnnotationSet:
         self._undo.append(ch)
         return ch
 
+    def load(self) -> None:
+        """Replace the items with what the store holds for this case (no notification).
+
+        Raises what the store raises (:class:`M1Error` for a bad file); the set is then
+        unchanged.
+        """
+        if self.store is not None:
+            self.items = dict(self.store.load(self.case, self.protocol))
+
     def replace_all(self, annotations: Iterable[Annotation]) -> None:
         """Load a stored state (not undoable; clears history; notifies once per slot)."""
         new = {a.slot: a for a in annotations}
@@ -449,7 +482,7 @@ def save_annotations(
     """
     items = annset.items if items is None else items
     lines = [json.dumps(annset.header(), ensure_ascii=False)]
-    for slot in annset.protocol.slot_ids:
+    for slot in (*annset.protocol.slot_ids, MIDLINE_SLOT):
         a = items.get(slot)
         if a is not None:
             lines.append(json.dumps(a.to_json(), ensure_ascii=False))
@@ -546,8 +579,10 @@ def load_annotations(
                 modified_at=d.get("modified_at", ""),
                 source=d.get("source", "loaded"),
             )
-            slot = proto.slot(ann.slot)
-            if slot.kind != ann.kind:
+            if ann.slot == MIDLINE_SLOT or ann.kind == "midline":
+                if (ann.slot, ann.kind) != (MIDLINE_SLOT, "midline"):
+                    raise ValueError(f"only slot {MIDLINE_SLOT!r} holds the midline")
+            elif (slot := proto.slot(ann.slot)).kind != ann.kind:
                 raise ValueError(f"slot {ann.slot} takes a {slot.kind}, not a {ann.kind}")
             problem = slice_plane_problem(ann, case.get("ras_affine")) if case else None
             if problem:
@@ -570,3 +605,6 @@ def load_annotations(
     aset = AnnotationSet(proto, case if case is not None else file_case, header.get("reader", ""))
     aset.items = {a.slot: a for a in anns}
     return aset
+
+
+from ._annotation_store import AnnotationStore, FileAnnotationStore  # noqa: E402  (re-export)

@@ -41,8 +41,11 @@ __all__ = [
     "conventional_orientation",
     "edge_letters",
     "hemisphere",
+    "index_to_ras",
     "placement_on_reference",
+    "ras_to_index",
     "ras_to_world",
+    "ras_vectors_to_index",
     "reference_placement",
     "voxel_sizes",
     "world_to_ras",
@@ -209,6 +212,80 @@ def placement_on_reference(
     return DisplayPlacement(tuple(map(float, scale)), tuple(map(float, translate)))
 
 
+def index_to_ras(index: ArrayLike, ras_affine: ArrayLike) -> NDArray[np.float64]:
+    """napari (spatial) data indices -> scanner RAS mm, with nibabel's ``apply_affine``.
+
+    Parameters
+    ----------
+    index : (..., 3) array
+        Continuous indices on the grid of ``ras_affine``, napari axis order
+        ``(S/I, A/P, R/L)`` (spatial axes only).
+    ras_affine : (4, 4)
+        napari index -> RAS mm.
+
+    Returns
+    -------
+    (..., 3) ndarray of RAS mm ``(x, y, z)``.
+
+    Examples
+    --------
+    >>> ras = np.array([[0, 0, 0.25, -56], [0, 0.25, 0, -76], [2, 0, 0, -9], [0, 0, 0, 1]])
+    >>> index_to_ras([10, 4, 8], ras)
+    array([-54., -75.,  11.])
+    """
+    from nibabel.affines import apply_affine  # nibabel costs ~0.4 s to import: lazily
+
+    return apply_affine(np.asarray(ras_affine, dtype=float), np.asarray(index, dtype=float))
+
+
+def ras_to_index(
+    ras: ArrayLike, ras_affine: ArrayLike, *, inverse: ArrayLike | None = None
+) -> NDArray[np.float64]:
+    """Scanner RAS mm -> continuous napari (spatial) data indices; inverse of
+    :func:`index_to_ras`.
+
+    Parameters
+    ----------
+    ras : (..., 3) array
+        Points in RAS mm.
+    ras_affine : (4, 4)
+        napari index -> RAS mm of the target grid.
+    inverse : (4, 4), optional
+        ``inv(ras_affine)`` when the caller already has it (hot paths).
+
+    Returns
+    -------
+    (..., 3) ndarray of indices in napari axis order (not rounded).
+
+    Examples
+    --------
+    >>> ras = np.array([[0, 0, 0.25, -56], [0, 0.25, 0, -76], [2, 0, 0, -9], [0, 0, 0, 1]])
+    >>> ras_to_index([-54, -75, 11], ras)
+    array([10.,  4.,  8.])
+    """
+    from nibabel.affines import apply_affine
+
+    inv = np.linalg.inv(np.asarray(ras_affine, float)) if inverse is None else inverse
+    return apply_affine(np.asarray(inv, dtype=float), np.asarray(ras, dtype=float))
+
+
+def ras_vectors_to_index(
+    vectors: ArrayLike, ras_affine: ArrayLike, *, inverse: ArrayLike | None = None
+) -> NDArray[np.float64]:
+    """Displacement vectors in RAS mm -> the same displacements in index units
+    (the affine's linear part only: no translation).
+
+    Examples
+    --------
+    >>> ras = np.array([[0, 0, 0.25, -56], [0, 0.25, 0, -76], [2, 0, 0, -9], [0, 0, 0, 1]])
+    >>> ras_vectors_to_index([[1.0, 0, 0], [0, 0.5, 0]], ras)
+    array([[0., 0., 4.],
+           [0., 2., 0.]])
+    """
+    inv = np.linalg.inv(np.asarray(ras_affine, float)) if inverse is None else inverse
+    return np.asarray(vectors, dtype=float) @ np.asarray(inv, float)[:3, :3].T
+
+
 def world_to_ras(
     world: ArrayLike,
     ras_affine: ArrayLike,
@@ -230,11 +307,16 @@ def world_to_ras(
     Returns
     -------
     (..., 3) ndarray of RAS mm ``(x, y, z)``.
+
+    Examples
+    --------
+    >>> ras = np.array([[0, 0, 0.25, -56], [0, 0.25, 0, -76], [2, 0, 0, -9], [0, 0, 0, 1]])
+    >>> world_to_ras([0, 20.0, 1.0, 2.0], ras, (2, 0.25, 0.25), (0, 0, 0))
+    array([-54., -75.,  11.])
     """
     w = np.asarray(world, dtype=float)[..., -3:]
     idx = (w - np.asarray(translate, float)[-3:]) / np.asarray(scale, float)[-3:]
-    r = np.asarray(ras_affine, float)
-    return idx @ r[:3, :3].T + r[:3, 3]
+    return index_to_ras(idx, ras_affine)
 
 
 def ras_to_world(
@@ -243,11 +325,15 @@ def ras_to_world(
     scale: Sequence[float],
     translate: Sequence[float],
 ) -> NDArray[np.float64]:
-    """Inverse of :func:`world_to_ras`: RAS mm ``(..., 3)`` -> napari world ``(..., 3)``."""
-    r = np.asarray(ras_affine, float)
-    inv = np.linalg.inv(r)
-    p = np.asarray(ras, dtype=float)
-    idx = p @ inv[:3, :3].T + inv[:3, 3]
+    """Inverse of :func:`world_to_ras`: RAS mm ``(..., 3)`` -> napari world ``(..., 3)``.
+
+    Examples
+    --------
+    >>> ras = np.array([[0, 0, 0.25, -56], [0, 0.25, 0, -76], [2, 0, 0, -9], [0, 0, 0, 1]])
+    >>> ras_to_world([-54, -75, 11], ras, (2, 0.25, 0.25), (0, 0, 0))
+    array([20.,  1.,  2.])
+    """
+    idx = ras_to_index(ras, ras_affine)
     return idx * np.asarray(scale, float)[-3:] + np.asarray(translate, float)[-3:]
 
 

@@ -23,8 +23,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._annotate import KEYMAP, AnnotationController, SessionPersistence, get_controller
+from .._annotate import KEYMAP, AnnotationController, get_controller
 from .._viewer import get_orientation
+from ..annotation import FileAnnotationStore
 from ..errors import M1Error
 from ..protocol import DEFAULT_ROI_AREA_MM2, available_protocols
 
@@ -90,6 +91,32 @@ class AnnotationWidget(QWidget):
 
         self.place_button = btn("Place", "toggle_placing")
         self.place_button.setCheckable(True)
+        self.place_button.setToolTip(
+            "Shortcut: O. On: a click places the active ROI (a drag pans), a drag draws its "
+            "caliper (hold Space to pan); the wheel zooms. A done slot is never moved by a "
+            "click: Shift-R re-places it, the select tool (S) moves it."
+        )
+        self.replace_button = btn("Re-place", "arm_replace")
+        self.replace_button.setToolTip("Shift-R: the next click/drag re-places the active slot")
+        self.midline_button = btn("Set midline", "arm_midline")
+        self.midline_button.setToolTip(
+            "Shift-M, then click on the interhemispheric fissure: hemispheres are judged "
+            "against this sagittal plane (stored with the annotations; undoable)"
+        )
+        self.midline_label = QLabel("")
+        self.midline_label.setWordWrap(True)
+        self.midline_label.setToolTip(
+            "L/R: the side of the midline an annotation lies on (scanner RAS x, from the "
+            "affine). M: exactly on the midline plane."
+        )
+        self.labels_box = QComboBox()
+        for mode, text in (
+            ("short", "Labels: lengths"),
+            ("all", "Labels: all"),
+            ("off", "Labels: off"),
+        ):
+            self.labels_box.addItem(text, mode)
+        self.labels_box.setToolTip("Shift-T cycles the canvas labels")  # fmt: skip
         self.next_button = btn("Next missing", "next_missing")
         self.prev_button = btn("Previous", "previous_slot")
         self.delete_button = btn("Delete", "delete_active")
@@ -108,13 +135,16 @@ class AnnotationWidget(QWidget):
             (
                 self.place_button,
                 self.next_button,
+                self.replace_button,
                 self.prev_button,
                 self.delete_button,
+                self.midline_button,
                 self.undo_button,
                 self.redo_button,
+                self.labels_box,
             )
         ):
-            grid.addWidget(b, i // 2, i % 2)
+            grid.addWidget(b, i // 3, i % 3)
         files = QGridLayout()
         files.addWidget(self.export_button, 0, 0, 1, 2)
         files.addWidget(self.save_button, 1, 0)
@@ -125,11 +155,16 @@ class AnnotationWidget(QWidget):
         lay.addWidget(self.progress)
         lay.addWidget(self.checklist)
         lay.addLayout(grid)
+        lay.addWidget(self.midline_label)
         lay.addLayout(files)
         lay.addWidget(self.status)
         lay.addStretch(1)
 
         self.checklist.currentRowChanged.connect(self._on_row_changed)
+        self.checklist.itemClicked.connect(self._on_item_clicked)
+        self.replace_button.clicked.connect(lambda: self._call("arm_replace"))
+        self.midline_button.clicked.connect(lambda: self._call("arm_midline"))
+        self.labels_box.currentIndexChanged.connect(self._on_labels_changed)
         self.place_button.toggled.connect(self._on_place_toggled)
         self.next_button.clicked.connect(lambda: self._call("next_missing"))
         self.prev_button.clicked.connect(lambda: self._call("previous_slot"))
@@ -146,6 +181,8 @@ class AnnotationWidget(QWidget):
         self.ctl.active_changed.connect(self._on_active_changed)
         self.ctl.annotations_changed.connect(self._refresh)
         self.ctl.case_changed.connect(self._refresh)
+        self.ctl.placing_changed.connect(self._on_placing_changed)
+        self.ctl.display_changed.connect(self._refresh)
         self._refresh()
         if dock_measurements:
             self._dock_measurements()
@@ -228,9 +265,25 @@ class AnnotationWidget(QWidget):
             self.ctl.toggle_placing(on)
 
     def _on_row_changed(self, row: int) -> None:
-        ids = self.ctl.protocol.slot_ids
+        ids = self.ctl.slot_order
         if 0 <= row < len(ids) and ids[row] != self.ctl.active:
             self.ctl.active = ids[row]
+            self.ctl.go_to(ids[row])  # a done slot: its slice, centred
+
+    def _on_item_clicked(self, item: QListWidgetItem) -> None:
+        sid = item.data(Qt.ItemDataRole.UserRole)
+        if sid == self.ctl.active:  # a click on the active row also jumps back to it
+            self.ctl.go_to(sid)
+
+    def _on_placing_changed(self, on: bool) -> None:
+        self.place_button.blockSignals(True)
+        self.place_button.setChecked(on)
+        self.place_button.blockSignals(False)
+
+    def _on_labels_changed(self, index: int) -> None:
+        mode = self.labels_box.itemData(index)
+        if mode and mode != self.ctl.view.label_mode:
+            self.ctl.view.set_label_mode(mode, self.ctl.active)
 
     def _on_active_changed(self, slot_id: str) -> None:
         self._refresh()
@@ -255,7 +308,7 @@ class AnnotationWidget(QWidget):
 
     def _refresh(self, *args: Any) -> None:
         ctl = self.ctl
-        in_study = isinstance(ctl.persistence, SessionPersistence)
+        in_study = ctl.store is not None and not isinstance(ctl.store, FileAnnotationStore)
         if self.reader_edit.text() != ctl.reader:
             self.reader_edit.setText(ctl.reader)
         for w in (self.protocol_box, self.reader_edit, self.save_button, self.open_button):
@@ -264,21 +317,33 @@ class AnnotationWidget(QWidget):
         self.place_button.setChecked(ctl.placing)
         self.place_button.blockSignals(False)
         self.checklist.blockSignals(True)
-        self.checklist.clear()
         aset = ctl.annset
-        for slot in ctl.protocol.slots:
+        order = ctl.slot_order
+        ids = [self.checklist.item(i).data(Qt.ItemDataRole.UserRole) for i in range(
+            self.checklist.count())]  # fmt: skip
+        if ids != list(order):  # another protocol: rebuild; otherwise update in place
+            self.checklist.clear()
+            for sid in order:
+                item = QListWidgetItem()
+                item.setData(Qt.ItemDataRole.UserRole, sid)
+                self.checklist.addItem(item)
+        for i, sid in enumerate(order):
+            slot = ctl.protocol.slot(sid)
             done = aset is not None and slot.id in aset
             warn = slot.id in ctl.hemisphere_warnings
             mark = "⚠" if warn else ("✓" if done else "○")
-            item = QListWidgetItem(f"{mark}  {slot.label or slot.id}")
-            item.setData(Qt.ItemDataRole.UserRole, slot.id)
-            if warn:
-                item.setForeground(QColor("#ff6b5e"))
-                item.setToolTip(ctl.hemisphere_warnings[slot.id])
-            elif not done:
-                item.setForeground(QColor("#9aa3ad"))
-            self.checklist.addItem(item)
-        self.checklist.setCurrentRow(ctl.protocol.slot_ids.index(ctl.active))
+            item = self.checklist.item(i)
+            text = f"{mark}  {slot.label or slot.id}"
+            if item.text() != text:
+                item.setText(text)
+            colour = "#ff6b5e" if warn else ("" if done else "#9aa3ad")
+            if item.data(Qt.ItemDataRole.UserRole + 1) != colour:
+                item.setData(Qt.ItemDataRole.UserRole + 1, colour)
+                item.setForeground(QColor(colour) if colour else self.palette().text())
+            tip = ctl.hemisphere_warnings.get(slot.id, "")
+            if item.toolTip() != tip:
+                item.setToolTip(tip)
+        self.checklist.setCurrentRow(ctl.slot_order.index(ctl.active))
         self.checklist.blockSignals(False)
         if aset is None:
             self.progress.setText("Open a case to start annotating.")
@@ -288,6 +353,18 @@ class AnnotationWidget(QWidget):
                 f"{len(aset.done())} of {n} slots done · active: "
                 f"{ctl.protocol.slot(ctl.active).label}"
             )
-        for b in (self.undo_button,):
-            b.setEnabled(bool(aset and aset.can_undo))
+        self.undo_button.setEnabled(bool(aset and aset.can_undo))
+        midline = aset.get("midline") if aset is not None else None
+        self.midline_label.setText(
+            f"Midline: RAS x = {midline.centre_ras[0]:.1f} mm (set by the reader). "
+            "Hemisphere check: L / R of it, M = on it."
+            if midline is not None
+            else "Midline: the scanner's x = 0 plane (Set midline to click the fissure). "
+            "Hemisphere check: L / R of it, M = on it."
+        )
+        i = self.labels_box.findData(ctl.view.label_mode)
+        if i >= 0 and i != self.labels_box.currentIndex():
+            self.labels_box.blockSignals(True)
+            self.labels_box.setCurrentIndex(i)
+            self.labels_box.blockSignals(False)
         self.redo_button.setEnabled(bool(aset and aset.can_redo))

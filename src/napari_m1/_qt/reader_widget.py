@@ -36,10 +36,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._annotate import SessionPersistence, get_controller
+from .._annotate import get_controller
 from .._viewer import get_orientation, m1_layers
 from ..errors import M1Error
-from ..session import ReaderController, ReaderSession, Redactor
+from ..session import ReaderController, ReaderSession, Redactor, SessionAnnotationStore
 
 if TYPE_CHECKING:
     import napari
@@ -343,7 +343,7 @@ class ReaderWidget(QWidget):
             show_warning(w)
         s = rc.require()
         # Locked reads are refused (and the attempt logged) by the study database itself.
-        self.ctl.reconfigure(reader=s.reader, persistence=SessionPersistence(s, pseudonym))
+        self.ctl.reconfigure(reader=s.reader, store=SessionAnnotationStore(s, pseudonym))
         rc.opened(pseudonym)
         self._apply_hide_numbers(bool(s.settings.get("hide_numbers", False)))
         self._load_form()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..geometry import ras_to_index
+
 __all__ = ["BandSuggestion", "Profile", "in_plane_length", "sample_profile", "suggest_band"]
 
 
@@ -101,7 +103,7 @@ def sample_profile(
     margin = max(1.0, 0.75 * length) if margin_mm is None else float(margin_mm)
     x = np.arange(-margin, length + margin + step_mm / 2, step_mm)
     mid = (p1 + p2) / 2
-    k = int(np.rint((inv[:3, :3] @ mid + inv[:3, 3])[0]))
+    k = int(np.rint(ras_to_index(mid, aff, inverse=inv)[0]))
     origin = p1 - np.dot(p1 - mid, n) * n  # p1 moved into the midpoint's slice plane
     if not 0 <= k < volume.shape[0]:
         return Profile(x, np.full(x.shape, np.nan), length, origin, e)
@@ -110,7 +112,7 @@ def sample_profile(
     acc = np.zeros_like(x)
     for o in offsets:
         pts = origin[None, :] + x[:, None] * e[None, :] + o * perp[None, :]
-        idx = pts @ inv[:3, :3].T + inv[:3, 3]
+        idx = ras_to_index(pts, aff, inverse=inv)
         rc = idx[:, 1:].T
         vals = map_coordinates(plane, rc, order=1, mode="constant", cval=np.nan)
         outside = (

@@ -1,10 +1,11 @@
 """Measurements of a case's annotations on every loaded map, incrementally.
 
 The same :class:`MeasurementEngine` runs behind the GUI's live table and behind
-``napari-m1 measure``, so both give identical numbers. Each slot's statistics
-are cached; an edit recomputes only the edited slot (and, when the reference ROI
-changed, nothing but the cheap normalisation), so a live update costs about a
-millisecond without allocating any full-volume mask.
+``napari-m1 measure``, so both give identical numbers. Each slot's finished rows
+are cached; an edit recomputes only the edited slot on a small window (and, when
+the reference ROI changed, only the cheap normalisation of the other ROIs), and
+:meth:`MeasurementEngine.update` says which slots' rows changed so a table can
+redraw just those (:meth:`MeasurementEngine.rows_for`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ import datetime as _dt
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..annotation import Annotation, AnnotationSet
+from ..annotation import MIDLINE_SLOT, Annotation, AnnotationSet
 from ..formats import MEASUREMENT_SCHEMA
-from ..geometry import hemisphere, voxel_sizes
+from ..geometry import hemisphere, ras_to_index, ras_vectors_to_index, voxel_sizes
 from ..protocol import Protocol
 from ._caliper import in_plane_length
-from ._roi import EllipseWeights, ellipse_weights, weighted_stats
+from ._roi import ellipse_weights, weighted_stats_many
 
 __all__ = ["MEASUREMENT_COLUMNS", "MEASUREMENT_SCHEMA", "MapSource", "MeasurementEngine"]
 
@@ -67,10 +69,12 @@ class MapSource:
     metabolite: str | None = None
     source_affine: NDArray[np.float64] | None = None
     inv_affine: NDArray[np.float64] = field(init=False, repr=False)
+    _grid_key: tuple = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.ras_affine = np.asarray(self.ras_affine, dtype=float)
         self.inv_affine = np.linalg.inv(self.ras_affine)
+        self._grid_key = (self.spatial_shape, tuple(np.round(self.ras_affine, 6).ravel()))
 
     @property
     def has_echo_axis(self) -> bool:
@@ -90,7 +94,7 @@ class MapSource:
 
     def grid_key(self) -> tuple:
         """Identity of the grid (sources on one grid share ROI weights)."""
-        return (self.spatial_shape, tuple(np.round(self.ras_affine, 6).ravel()))
+        return self._grid_key
 
     @classmethod
     def from_volume(cls, vol: Any) -> MapSource:
@@ -108,16 +112,16 @@ class MapSource:
 
 def _roi_geometry(ann: Annotation, src: MapSource) -> tuple[int, NDArray, NDArray]:
     """Slice index, in-plane centre (row, col) and axes (2x2) of a ROI in a source's grid."""
-    inv = src.inv_affine
-    c = inv[:3, :3] @ ann.centre_ras + inv[:3, 3]
-    uv = ann.semi_axes_ras @ inv[:3, :3].T  # (2, 3) in index units
+    c = ras_to_index(ann.centre_ras, src.ras_affine, inverse=src.inv_affine)
+    uv = ras_vectors_to_index(ann.semi_axes_ras, src.ras_affine, inverse=src.inv_affine)
     return int(np.rint(c[0])), c[1:], uv[:, 1:].T
 
 
 @dataclass
 class _SlotResult:
     ann: Annotation
-    rows: list[dict[str, Any]]
+    raw: list[dict[str, Any]]  # measured rows
+    rows: list[dict[str, Any]] = field(default_factory=list)  # the same rows, once finished
 
 
 class MeasurementEngine:
@@ -131,6 +135,11 @@ class MeasurementEngine:
     protocol : Protocol
     case_label, reader : str
         Written into every row.
+
+    Notes
+    -----
+    Rows handed out by :meth:`rows` and :meth:`rows_for` are the engine's cached
+    dicts: read them, do not modify them.
     """
 
     def __init__(
@@ -150,7 +159,12 @@ class MeasurementEngine:
         self.protocol = protocol
         self.case_label = case_label
         self.reader = reader
+        self._slots = {s.id: s for s in protocol.slots}
+        self._order = {sid: i for i, sid in enumerate(protocol.slot_ids)}
         self._cache: dict[str, _SlotResult] = {}
+        self._all_rows: list[dict[str, Any]] | None = None
+        self._stamp = ""
+        self.midline_x_mm = 0.0
         ref = self.reference
         vs = voxel_sizes(ref.ras_affine)  # per napari axis (S/I, A/P, R/L)
         self._voxel = {
@@ -163,24 +177,75 @@ class MeasurementEngine:
         )
         mets = {s.metabolite: s for s in self.sources if s.kind == "mrsi" and s.metabolite}
         self._cr = mets.get("Cr") or mets.get("tCr") or mets.get("Cr+PCr")
+        # sources grouped by grid: one set of ellipse weights per grid and edit
+        self._grids: dict[tuple, list[MapSource]] = {}
+        self._pos = {id(src): i for i, src in enumerate(self.sources)}
+        for src in self.sources:
+            self._grids.setdefault(src.grid_key(), []).append(src)
+        self._const = {
+            "schema": MEASUREMENT_SCHEMA,
+            "case_label": case_label,
+            "reader": reader,
+            "protocol": protocol.id,
+        }
 
     # ------------------------------------------------------------------ updates
     def set_all(self, annotations: Iterable[Annotation]) -> None:
         """Recompute every slot from scratch."""
         self._cache.clear()
-        for a in annotations:
-            self.update(a.slot, a)
+        self._all_rows = None
+        self.midline_x_mm = 0.0
+        anns = list(annotations)
+        for a in anns:  # the midline first: every row's hemisphere depends on it
+            if a.slot == MIDLINE_SLOT:
+                self.update(a.slot, a)
+        for a in anns:
+            if a.slot != MIDLINE_SLOT:
+                self.update(a.slot, a)
 
-    def update(self, slot: str, ann: Annotation | None) -> None:
-        """Recompute one slot (``ann=None`` removes it)."""
-        if ann is None:
-            self._cache.pop(slot, None)
-            return
+    def update(self, slot: str, ann: Annotation | None) -> tuple[str, ...]:
+        """Recompute one slot (``ann=None`` removes it).
+
+        Returns
+        -------
+        tuple of str
+            The slots whose rows changed, in protocol order: the slot itself, plus every
+            other ROI when the reference ROI changed (their normalised SI) or every slot
+            when the midline moved (``hemisphere_from_affine``). Empty when nothing changed.
+        """
+        if slot == MIDLINE_SLOT:
+            x = float(ann.centre_ras[0]) if ann is not None else 0.0
+            if x == self.midline_x_mm:
+                return ()
+            self.midline_x_mm = x
+            for res in self._cache.values():
+                h = hemisphere(res.ann.centre_ras, midline_x_mm=x)
+                for r in res.raw:
+                    r["hemisphere_from_affine"] = h
+            return tuple(self._sorted(self._cache))
         cached = self._cache.get(slot)
-        if cached is not None and cached.ann == ann:
-            return
-        rows = self._measure_roi(ann) if ann.kind == "roi" else self._measure_caliper(ann)
-        self._cache[slot] = _SlotResult(ann, rows)
+        if ann is None:
+            if cached is None:
+                return ()
+            del self._cache[slot]
+            changed = [slot]
+        else:
+            if cached is not None and cached.ann == ann:
+                return ()
+            raw = self._measure_roi(ann) if ann.kind == "roi" else self._measure_caliper(ann)
+            self._cache[slot] = _SlotResult(ann, raw)
+            changed = [slot]
+        self._all_rows = None
+        if slot == self.protocol.reference_slot:
+            changed = list(self._cache) + ([slot] if ann is None else [])
+            for sid in self._cache:
+                self._finish(sid)
+        elif ann is not None:
+            self._finish(slot)
+        return tuple(self._sorted(set(changed)))
+
+    def _sorted(self, slots: Iterable[str]) -> list[str]:
+        return sorted(slots, key=lambda s: self._order.get(s, len(self._order)))
 
     def attach(self, annset: AnnotationSet) -> None:
         """Follow an annotation set: measure its current state and every change."""
@@ -189,37 +254,55 @@ class MeasurementEngine:
 
     # ------------------------------------------------------------------ output
     def rows(self, *, exported_at: str | None = None) -> list[dict[str, Any]]:
-        """All measurement rows in protocol order, with normalised SI filled in."""
-        from .. import __version__
+        """All measurement rows in protocol order, with normalised SI filled in.
 
+        Incremental: the rows of unchanged slots are reused, so this is a list
+        concatenation after an edit (plus a timestamp pass once per second).
+        """
         stamp = exported_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        ref_means, ref_note = self._reference_means()
-        out = []
-        for slot_id in self.protocol.slot_ids:
-            res = self._cache.get(slot_id)
-            if res is None:
-                continue
+        if self._all_rows is None:
+            cache = self._cache
+            self._all_rows = list(
+                chain.from_iterable(cache[s].rows for s in self._order if s in cache)
+            )
+            # every cached row carries self._stamp (stamped when finished or restamped here)
+        if stamp != self._stamp:
+            for r in self._all_rows:
+                r["exported_at_utc"] = stamp
+            self._stamp = stamp
+        return list(self._all_rows)
+
+    def rows_for(self, slot: str) -> list[dict[str, Any]]:
+        """The finished rows of one slot (empty when the slot is not filled)."""
+        res = self._cache.get(slot)
+        if res is None:
+            return []
+        if self._stamp:
             for r in res.rows:
-                row = dict(r)
-                row.update(
-                    schema=MEASUREMENT_SCHEMA,
-                    software_version=__version__,
-                    exported_at_utc=stamp,
-                    case_label=self.case_label,
-                    reader=self.reader,
-                    protocol=self.protocol.id,
-                )
-                if row["annotation"] == "roi" and row["layer_kind"] == "gre":
-                    self._normalise(row, slot_id, ref_means, ref_note)
-                out.append(row)
-        return out
+                r["exported_at_utc"] = self._stamp
+        return list(res.rows)
 
     def roi_means(self, slot: str) -> dict[int, float]:
         """GRE mean per echo of one ROI slot (empty when not measured)."""
         res = self._cache.get(slot)
         if res is None:
             return {}
-        return {r["echo"]: r["mean"] for r in res.rows if r["layer_kind"] == "gre"}
+        return {r["echo"]: r["mean"] for r in res.raw if r["layer_kind"] == "gre"}
+
+    def _finish(self, slot_id: str) -> None:
+        """Finished rows of a slot: constants, version, normalised SI (set in place)."""
+        from .. import __version__
+
+        res = self._cache[slot_id]
+        ref_means, ref_note = self._reference_means()
+        if not res.rows:  # first finish after measuring: the constant columns, once
+            for r in res.raw:
+                r.update(self._const, software_version=__version__, exported_at_utc=self._stamp)
+            res.rows = res.raw
+        for row in res.rows:
+            if row["annotation"] == "roi" and row["layer_kind"] == "gre":
+                row["normalised_si"] = row["normalised_si_note"] = None
+                self._normalise(row, slot_id, ref_means, ref_note)
 
     def _reference_means(self) -> tuple[dict[int, float], str]:
         ref_slot = self.protocol.reference_slot
@@ -250,16 +333,16 @@ class MeasurementEngine:
 
     # ------------------------------------------------------------------ per slot
     def _common(self, ann: Annotation) -> dict[str, Any]:
-        slot = self.protocol.slot(ann.slot)
+        slot = self._slots[ann.slot]
         ref = self.reference
         c = ann.centre_ras
-        idx = ref.inv_affine[:3, :3] @ c + ref.inv_affine[:3, 3]
+        idx = ras_to_index(c, ref.ras_affine, inverse=ref.inv_affine)
         row: dict[str, Any] = dict.fromkeys(MEASUREMENT_COLUMNS)
         row.update(
             slot=ann.slot,
             region=slot.region,
             hemisphere=slot.hemisphere,
-            hemisphere_from_affine=hemisphere(c),
+            hemisphere_from_affine=hemisphere(c, midline_x_mm=self.midline_x_mm),
             annotation=ann.kind,
             slice_index=int(np.rint(idx[0])),
             centre_x_mm=float(c[0]),
@@ -268,32 +351,28 @@ class MeasurementEngine:
             **self._voxel,
         )
         if self._file_inv is not None:
-            ijk = self._file_inv[:3, :3] @ c + self._file_inv[:3, 3]
+            ijk = ras_to_index(c, ref.source_affine, inverse=self._file_inv)
             row.update(centre_i=float(ijk[0]), centre_j=float(ijk[1]), centre_k=float(ijk[2]))
         return row
 
     def _measure_roi(self, ann: Annotation) -> list[dict[str, Any]]:
         base = self._common(ann)
         base["area_mm2"] = ann.area_mm2
-        rows: list[dict[str, Any]] = []
-        weights: dict[tuple, tuple[int, EllipseWeights]] = {}
+        keyed: list[tuple[int, dict[str, Any]]] = []  # (source position, row)
         mrsi_means: dict[str, float] = {}
-        for src in self.sources:
-            key = src.grid_key()
-            if key not in weights:
-                k, c_rc, axes = _roi_geometry(ann, src)
-                shp = src.spatial_shape
-                w = ellipse_weights(c_rc, axes, (shp[1], shp[2]))
-                if not 0 <= k < shp[0]:
-                    w = EllipseWeights(slice(0, 0), slice(0, 0), np.zeros((0, 0)), w.total)
-                weights[key] = (k, w)
-            k, w = weights[key]
-            for echo, vol in src.volumes():
-                if w.weights.size:
-                    vals = np.asarray(vol[k, w.rows, w.cols])
-                    st = weighted_stats(vals, w.weights)
-                else:
-                    st = weighted_stats([], [])
+        for srcs in self._grids.values():
+            src0 = srcs[0]
+            k, c_rc, axes = _roi_geometry(ann, src0)
+            shp = src0.spatial_shape
+            w = ellipse_weights(c_rc, axes, (shp[1], shp[2]))
+            inside = 0 <= k < shp[0] and w.weights.size > 0
+            vols = [(src, echo, vol) for src in srcs for echo, vol in src.volumes()]
+            if inside:  # every map on this grid read through one window
+                vals = [np.asarray(vol[k, w.rows, w.cols]) for _s, _e, vol in vols]
+                stats = weighted_stats_many(vals, w.weights)
+            else:
+                stats = weighted_stats_many([np.empty(0)] * len(vols), np.empty(0))
+            for (src, echo, _vol), st in zip(vols, stats, strict=True):
                 row = dict(base)
                 row.update(st)
                 row["layer_kind"] = src.kind
@@ -306,8 +385,13 @@ class MeasurementEngine:
                     row["chi_ppm"] = st["mean"]
                 elif src.kind == "mrsi":
                     row["metabolite"] = src.metabolite or src.name
-                    mrsi_means[row["metabolite"]] = st["mean"]
-                rows.append(row)
+                rows_pos = self._pos[id(src)]
+                keyed.append((rows_pos, row))
+        keyed.sort(key=lambda t: t[0])  # stable: echoes stay in order; rows in source order
+        rows = [r for _p, r in keyed]
+        for r in rows:
+            if r["layer_kind"] == "mrsi":
+                mrsi_means[r["metabolite"]] = r["mean"]
         if self._cr is not None and self._cr.metabolite in mrsi_means:
             cr = mrsi_means[self._cr.metabolite]
             for met, m in mrsi_means.items():

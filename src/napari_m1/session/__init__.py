@@ -11,6 +11,7 @@ By role:
   helpers (:class:`Redactor`, :func:`blind_case`).
 """
 
+from ._annotation_store import SessionAnnotationStore
 from ._blind import Redactor, blind_case, identifying_tokens
 from ._common import ANSWER_FIELDS, DEFAULT_SETTINGS, INCOMPLETE_CHOICES
 from ._controller import ReaderController, ReaderView, SubmitCheck
@@ -33,6 +34,7 @@ __all__ = [
     "ReaderSession",
     "ReaderView",
     "Redactor",
+    "SessionAnnotationStore",
     "StoreUnavailableError",
     "Study",
     "SubmitCheck",
