@@ -13,9 +13,10 @@ import pytest
 from nibabel.affines import apply_affine
 from scipy.ndimage import map_coordinates
 
-from napari_m1 import phantom as ph_mod
 from napari_m1.errors import M1Error
 from napari_m1.phantom import Phantom, make_phantom, write_phantom_case
+from napari_m1.phantom import _anatomy as ph_mod
+from napari_m1.phantom import _truth as ph_truth
 
 N = 16  # keep the tests fast
 MAG = "sub-{label}_echo-{n}_part-mag_MEGRE"
@@ -297,7 +298,7 @@ def test_hand_knob_bends_posteriorly(clean):
 @pytest.mark.parametrize("n_slices", [16, 60])
 def test_truth_points_inside_fov(n_slices):
     aff = ph_mod._gre_affine_ras(n_slices)
-    truth = ph_mod._truth_regions("control", n_slices, ph_mod._tissues("control"))
+    truth = ph_truth._truth_regions("control", n_slices, ph_mod._tissues("control"))
     inv = np.linalg.inv(aff)
     for r in truth:
         for p in [r["centre_ras_mm"], *r["caliper_ras_mm"]]:
