@@ -431,11 +431,6 @@ def _rough_caliper(region):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="42 actions while the protocol orders all left slots before the right ones; "
-    "<= 40 needs the slice-sweep protocol order (issue 9.7, annotation engineer)",
-)
 @pytest.mark.parametrize("screen", list(SCREENS))
 def test_full_protocol_real_input_at_most_40_actions(
     make_napari_viewer, phantom_case, screen, shots, qtbot

@@ -106,3 +106,66 @@ def test_missing_qc_map_means_test_not_applied(syn):
 def test_not_an_fsl_mrsi_folder(tmp_path):
     with pytest.raises(M1LoadError, match="no concs/"):
         read_fsl_mrsi(tmp_path)
+
+
+def test_lcmodel_csv_of_the_same_truth(tmp_path, syn):
+    """An LCModel CSV (one slice) written from the synthetic truth gives the same QC."""
+    from napari_m1.mrsi import lcmodel_csv_fit
+
+    fit = read_fsl_mrsi(syn.folder)
+    fails = sum(v for (t, _), v in syn.planted.items() if t != "mask")
+    k = int(np.argmax(fails.sum(axis=(0, 1))))  # the slice with most planted failures
+    assert fails[:, :, k].sum() >= 2
+    stems = {"tNAA": "NAA+NAAG", "tCr": "Cr+PCr", "tCho": "GPC+PCh", "Glx": "Glu+Gln"}
+    head = ["Row", "Col"]
+    for s in stems.values():
+        head += [s, f"{s} %SD", f"{s}/Cr+PCr"]
+    lines = [", ".join([*head, "FWHM", "S/N"])]
+    for i, j in zip(*np.nonzero(fit.mask[:, :, k]), strict=True):
+        cells = [j + 1, i + 1]
+        for m in stems:
+            cells += [fit.conc[m][i, j, k], fit.sd_pct[m][i, j, k], 0.0]
+        # LCModel has one FWHM and S/N per spectrum: take tCr's
+        cells += [fit.fwhm_ppm["tCr"][i, j, k], fit.snr["tCr"][i, j, k]]
+        lines.append(", ".join(f"{c:.9g}" for c in cells))
+    p = tmp_path / "slice.CSV"
+    p.write_text("\n".join(lines) + "\n")
+    csv_fit = lcmodel_csv_fit(p, fit.shape, fit.affine, slice_index=k, hz_per_ppm=297.2)
+    for a, b in zip(ratio_maps(csv_fit), ratio_maps(fit), strict=True):
+        assert a.name == b.name
+        num = a.name.split("/")[0]
+        expected = (
+            _planted(syn, "crlb", num)
+            | _planted(syn, "crlb", "tCr")
+            | _planted(syn, "fwhm", "tCr")
+            | _planted(syn, "snr", "tCr")
+            | _planted(syn, "mask", "*")
+        )[:, :, k]
+        np.testing.assert_array_equal(a.reason[:, :, k] != 0, expected)
+        kept = ~expected
+        np.testing.assert_allclose(a.values[:, :, k][kept], b.unfiltered[:, :, k][kept], rtol=1e-6)
+        others = [z for z in range(fit.shape[2]) if z != k]
+        assert np.all(a.reason[:, :, others] == 8)  # other slices: not fitted = outside
+
+
+def test_lcmodel_real_csv_as_one_voxel():
+    from pathlib import Path
+
+    from napari_m1.mrsi import lcmodel_csv_fit
+
+    p = Path(__file__).resolve().parents[2] / "shared" / "data" / "mrs-small" / "lcmodel"
+    if not p.is_dir():
+        pytest.skip("shared MRS test data (../shared/data/mrs-small) not present")
+    maps = {r.name: r for r in ratio_maps(lcmodel_csv_fit(p / "svs_97.CSV", (1, 1, 1), np.eye(4)))}
+    assert maps["tNAA/tCr"].values[0, 0, 0] == pytest.approx(0.148 / 0.251)
+    assert maps["tCho/tCr"].values[0, 0, 0] == pytest.approx(0.115 / 0.251)
+    # Glu+Gln %SD 40 > 20: excluded; no FWHM/S/N columns: those tests not applied
+    assert np.isnan(maps["Glx/tCr"].values[0, 0, 0])
+    assert maps["Glx/tCr"].summary["excluded_by"] == {
+        "crlb": 1,
+        "fwhm": None,
+        "snr": None,
+        "mask": 0,
+    }
+    with pytest.raises(M1LoadError, match="outside the grid"):
+        lcmodel_csv_fit(p / "svs_97.CSV", (1, 1, 1), np.eye(4), slice_index=3)

@@ -7,6 +7,7 @@ from ._fslmrs import SCALINGS, MRSIFit, find_fsl_mrsi, is_fsl_mrsi_folder, read_
 from ._lcmodel import (
     LCModelCoord,
     LCModelTable,
+    lcmodel_csv_fit,
     read_lcmodel_coord,
     read_lcmodel_csv,
     read_table,
@@ -35,6 +36,7 @@ __all__ = [
     "find_fsl_mrsi",
     "find_metabolite",
     "is_fsl_mrsi_folder",
+    "lcmodel_csv_fit",
     "ratio_maps",
     "read_fsl_mrsi",
     "read_lcmodel_coord",

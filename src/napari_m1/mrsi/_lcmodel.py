@@ -14,12 +14,23 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import M1LoadError
 
-__all__ = ["LCModelCoord", "LCModelTable", "read_lcmodel_coord", "read_lcmodel_csv", "read_table"]
+if TYPE_CHECKING:
+    from ._fslmrs import MRSIFit
+
+__all__ = [
+    "LCModelCoord",
+    "LCModelTable",
+    "lcmodel_csv_fit",
+    "read_lcmodel_coord",
+    "read_lcmodel_csv",
+    "read_table",
+]
 
 _CONC_LINE = re.compile(r"^\s*(\S+)\s+(\d+)%\s+(\S+)\s+(\S.*?)\s*$")
 _FWHM = re.compile(r"FWHM\s*=\s*([-+0-9.Ee]+)\s*ppm", re.I)
@@ -185,3 +196,67 @@ def read_lcmodel_coord(path: str | os.PathLike[str]) -> LCModelCoord:
             vals.extend(_float(x, p) for x in parts)
         arrays.append(np.asarray(vals[:ny], dtype=float))
     return LCModelCoord(table, *arrays)
+
+
+def lcmodel_csv_fit(
+    path: str | os.PathLike[str],
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    *,
+    slice_index: int = 0,
+    hz_per_ppm: float | None = None,
+) -> MRSIFit:
+    """Scatter an LCModel MRSI ``.CSV`` onto its MRSI grid as an :class:`MRSIFit`.
+
+    ``Col`` (1-based) is the grid's first voxel axis (x), ``Row`` the second (y), as LCModel's
+    ``ICOLST``/``IROWST``; every row lands in slice ``slice_index`` (LCModel fits one slice
+    per run). ``shape``/``affine`` come from the matching NIfTI (the MRSI grid). Voxels
+    without a row are outside the mask. ``%SD`` columns give the CRLB; optional ``FWHM``
+    (ppm) and ``S/N`` columns give the other QC maps (absent -> those tests not applied).
+    ``hz_per_ppm`` is recorded as the spectrometer frequency.
+
+    Raises
+    ------
+    M1LoadError
+        A Row/Col outside the grid, or a CSV that is not LCModel's.
+    """
+    from ._fslmrs import MRSIFit
+    from ._names import canonical_name
+
+    p = Path(path)
+    rows = read_lcmodel_csv(p)
+    if not 0 <= slice_index < shape[2]:
+        raise M1LoadError(f"{p.name}: slice {slice_index} outside the grid {shape}")
+    mets = [h for h in rows[0] if h not in ("Row", "Col") and " " not in h and "/" not in h]
+    conc = {canonical_name(m): np.full(shape, np.nan) for m in mets}
+    sd = {canonical_name(m): np.full(shape, np.nan) for m in mets if f"{m} %SD" in rows[0]}
+    fwhm = np.full(shape, np.nan) if "FWHM" in rows[0] else None
+    snr = np.full(shape, np.nan) if "S/N" in rows[0] else None
+    mask = np.zeros(shape, dtype=bool)
+    for r in rows:
+        i, j = int(r["Col"]) - 1, int(r["Row"]) - 1
+        if not (0 <= i < shape[0] and 0 <= j < shape[1]):
+            raise M1LoadError(f"{p.name}: Row {j + 1}, Col {i + 1} outside the grid {shape}")
+        v = (i, j, slice_index)
+        mask[v] = True
+        for m in mets:
+            conc[canonical_name(m)][v] = r[m]
+            if f"{m} %SD" in r:
+                sd[canonical_name(m)][v] = r[f"{m} %SD"]
+        if fwhm is not None:
+            fwhm[v] = r["FWHM"]
+        if snr is not None:
+            snr[v] = r["S/N"]
+    # one FWHM and S/N per spectrum (LCModel): the same map for every metabolite
+    return MRSIFit(
+        conc=conc,
+        sd_pct=sd,
+        snr={m: snr for m in conc} if snr is not None else {},
+        fwhm_ppm={m: fwhm for m in conc} if fwhm is not None else {},
+        mask=mask,
+        affine=np.asarray(affine, dtype=float),
+        spectrometer_frequency_mhz=hz_per_ppm,
+        scaling="lcmodel",
+        source=p,
+        labels={canonical_name(m): m for m in mets},
+    )
