@@ -27,20 +27,19 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._atomic import atomic_write_text
-from ._files import read_user_text
 from .errors import M1Error
 from .formats import ANNOTATION_SCHEMA
-from .protocol import Protocol, get_protocol
+from .protocol import Protocol
+
+if TYPE_CHECKING:
+    from ._annotation_store import AnnotationStore
 
 __all__ = [
     "ANNOTATION_SCHEMA",
@@ -51,14 +50,14 @@ __all__ = [
     "AnnotationStore",
     "CaseMismatchError",
     "Change",
-    "FileAnnotationStore",
+    "FileAnnotationStore",  # noqa: F822 (lazy, see __getattr__)
     "caliper_annotation",
     "case_fingerprint",
     "case_mismatch",
-    "load_annotations",
+    "load_annotations",  # noqa: F822
     "midline_annotation",
     "roi_annotation",
-    "save_annotations",
+    "save_annotations",  # noqa: F822
     "slice_plane_problem",
 ]
 
@@ -473,138 +472,14 @@ class AnnotationSet:
         }
 
 
-def save_annotations(
-    path: str | os.PathLike[str], annset: AnnotationSet, items: dict[str, Annotation] | None = None
-) -> Path:
-    """Write the set (or ``items`` under its header) as JSON Lines, atomically.
-
-    A half-written file never replaces a good one.
-    """
-    items = annset.items if items is None else items
-    lines = [json.dumps(annset.header(), ensure_ascii=False)]
-    for slot in (*annset.protocol.slot_ids, MIDLINE_SLOT):
-        a = items.get(slot)
-        if a is not None:
-            lines.append(json.dumps(a.to_json(), ensure_ascii=False))
-    return atomic_write_text(path, "\n".join(lines) + "\n")
+_FILE_API = ("AnnotationStore", "FileAnnotationStore", "load_annotations", "save_annotations")
 
 
-def load_annotations(
-    path: str | os.PathLike[str],
-    *,
-    case: dict[str, Any] | None = None,
-    protocol: Protocol | None = None,
-    transfer: bool = False,
-) -> AnnotationSet:
-    """Read an annotations file, checking it against the case it is loaded onto.
+def __getattr__(name: str) -> Any:
+    # The file format and the stores live in ._annotation_store (beside this model,
+    # which they import); re-exported here lazily so there is no import cycle.
+    if name in _FILE_API:
+        from . import _annotation_store
 
-    Parameters
-    ----------
-    path : path
-        ``*.m1ann.jsonl``.
-    case : dict, optional
-        :func:`case_fingerprint` of the loaded case; when given, a file written for
-        another case (different label or grid, :func:`case_mismatch`) is refused, and
-        every ROI must lie in a slice of its grid (:func:`slice_plane_problem`).
-        Refusals of another case raise :class:`CaseMismatchError`.
-    protocol : Protocol, optional
-        Defaults to the protocol named in the file.
-    transfer : bool
-        Accept a file of another case (a deliberate transfer, ``measure --force``);
-        the set then belongs to ``case``. The geometry checks still apply.
-
-    Raises
-    ------
-    AnnotationFileError
-        One line: file name, line number and reason.
-    """
-    from ._files import parse_user_json, shown
-
-    p = Path(path)
-    name = shown(p.name)
-    try:
-        text = read_user_text(p)
-    except M1Error as exc:
-        raise AnnotationFileError(str(exc)) from None
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
-        raise AnnotationFileError(f"{name}: empty file")
-    try:
-        header = parse_user_json(lines[0], f"{name}, line 1: header")
-    except M1Error as exc:
-        raise AnnotationFileError(str(exc)) from None
-    if not isinstance(header, dict) or header.get("schema") != ANNOTATION_SCHEMA:
-        raise AnnotationFileError(
-            f"{name}, line 1: not a napari-m1 annotations file (schema {ANNOTATION_SCHEMA})"
-        )
-    for key in ("protocol", "reader"):
-        if not isinstance(header.get(key, ""), str):
-            raise AnnotationFileError(f"{name}, line 1: '{key}' must be text")
-    file_case = header.get("case")
-    if not isinstance(file_case, dict) or not all(
-        isinstance(file_case.get(k, ""), str) for k in ("label", "hash")
-    ):
-        raise AnnotationFileError(
-            f"{name}, line 1: 'case' must be an object with text 'label' and 'hash'"
-        )
-    try:
-        proto = protocol or get_protocol(header.get("protocol", ""))
-    except M1Error as exc:
-        raise AnnotationFileError(f"{name}, line 1: {exc}") from None
-    if proto.id != header.get("protocol"):
-        raise AnnotationFileError(
-            f"{name}: written for protocol {_short(header.get('protocol'))!r}, not {proto.id!r}"
-        )
-    why = case_mismatch(file_case, case) if case is not None else None
-    if why and not transfer:
-        raise CaseMismatchError(f"{name}: {why}")
-    anns: list[Annotation] = []
-    seen: dict[str, int] = {}
-    for lineno, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        try:
-            d = parse_user_json(line, "")
-            if not isinstance(d, dict):
-                raise ValueError("not a JSON object")
-            for key in ("slot", "kind", "author", "created_at", "modified_at", "source"):
-                if not isinstance(d.get(key, ""), str):
-                    raise ValueError(f"'{key}' must be text")
-            ann = Annotation(
-                slot=d["slot"],
-                kind=d["kind"],
-                points_ras=_pts(d["points_ras"]),
-                author=d.get("author", ""),
-                created_at=d.get("created_at", ""),
-                modified_at=d.get("modified_at", ""),
-                source=d.get("source", "loaded"),
-            )
-            if ann.slot == MIDLINE_SLOT or ann.kind == "midline":
-                if (ann.slot, ann.kind) != (MIDLINE_SLOT, "midline"):
-                    raise ValueError(f"only slot {MIDLINE_SLOT!r} holds the midline")
-            elif (slot := proto.slot(ann.slot)).kind != ann.kind:
-                raise ValueError(f"slot {ann.slot} takes a {slot.kind}, not a {ann.kind}")
-            problem = slice_plane_problem(ann, case.get("ras_affine")) if case else None
-            if problem:
-                raise ValueError(problem)
-        except (M1Error, KeyError, ValueError, TypeError, OverflowError) as exc:
-            if isinstance(exc, KeyError):
-                msg = str(exc.args[0]) if exc.args else "missing key"
-            else:
-                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise AnnotationFileError(
-                f"{name}, line {lineno}: malformed annotation ({_short(msg, 200)})"
-            ) from None
-        if ann.slot in seen:
-            raise AnnotationFileError(
-                f"{name}, line {lineno}: slot {ann.slot} filled twice (first on line "
-                f"{seen[ann.slot]})"
-            )
-        seen[ann.slot] = lineno
-        anns.append(ann)
-    aset = AnnotationSet(proto, case if case is not None else file_case, header.get("reader", ""))
-    aset.items = {a.slot: a for a in anns}
-    return aset
-
-
-from ._annotation_store import AnnotationStore, FileAnnotationStore  # noqa: E402  (re-export)
+        return getattr(_annotation_store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
