@@ -94,3 +94,67 @@ def test_public_api_is_lazy_and_complete():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "API-OK" in out.stdout, out.stderr[-2000:]
+
+
+def _package_modules() -> dict[str, Path]:
+    root = Path(napari_m1.__file__).parent
+    mods = {}
+    for py in root.rglob("*.py"):
+        rel = py.relative_to(root.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        mods[".".join(parts)] = py
+    return mods
+
+
+def test_no_import_cycle_between_modules():
+    """Module-level imports inside napari_m1 form no cycle (imports inside functions,
+    the lazy ones, are allowed to point anywhere)."""
+    import ast
+
+    mods = _package_modules()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for name, py in mods.items():
+        tree = ast.parse(py.read_text(encoding="utf-8"))
+        is_pkg = py.name == "__init__.py"
+        pkg = name if is_pkg else name.rsplit(".", 1)[0]
+        for node in tree.body:  # module level only
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
+                continue
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = pkg.split(".")
+                    base = base[: len(base) - (node.level - 1)]
+                    mod = ".".join([*base, node.module] if node.module else base)
+                else:
+                    mod = node.module or ""
+                targets.append(mod)
+                targets.extend(f"{mod}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                targets.extend(a.name for a in node.names)
+            for t in targets:
+                if t in mods and t != name:
+                    graph[name].add(t)
+    # a package's __init__ importing its own submodules is not a cycle partner of them
+    for name in graph:
+        graph[name] = {t for t in graph[name] if not name.startswith(t + ".")}
+    cycles = []
+    state: dict[str, int] = {}
+
+    def visit(n: str, stack: list[str]) -> None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph[n]):
+            if state.get(m) == 1:
+                cycles.append([*stack[stack.index(m) :], m])
+            elif m not in state:
+                visit(m, stack)
+        stack.pop()
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n, [])
+    assert cycles == [], cycles

@@ -386,7 +386,7 @@ def test_roi_fraction_outside_uses_exact_areas():
 def test_phase_from_any_stored_range(lo, hi, nominal):
     """Phase rescaled by the loader from its observed range is re-mapped from the nominal
     scanner range when noise kept the extremes from being reached."""
-    from napari_m1.io._nifti import rescale_phase
+    from napari_m1.io._read import rescale_phase
     from napari_m1.qsm import input_from_arrays
 
     rng = np.random.default_rng(0)

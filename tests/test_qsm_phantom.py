@@ -205,7 +205,7 @@ def test_padding_of_a_slab_cut_by_the_field_of_view(thick_phantom):
 
 @pytest.fixture(scope="module")
 def real_input(real_gre_dir):
-    from napari_m1.io._nifti import load_multi_echo
+    from napari_m1.io._read import load_multi_echo
     from napari_m1.qsm import QSMInput
 
     mag = load_multi_echo([real_gre_dir / "Mag.nii.gz"], kind="gre")

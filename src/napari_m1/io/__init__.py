@@ -16,16 +16,8 @@ from ._dicom_case import choose_series, load_dicom_case, load_series, series_tab
 from ._folder import is_openable_folder, remember_echo_times, remembered_copy
 from ._layers import layer_metadata, robust_limits, volume_to_layer_data
 from ._meta import METADATA_KEY, LayerMeta
-from ._nifti import (
-    KINDS,
-    Volume,
-    guess_kind,
-    is_nifti_path,
-    load_multi_echo,
-    load_nifti,
-    read_sidecar,
-    rescale_phase,
-)
+from ._nifti import KINDS, Volume, guess_kind, is_nifti_path, read_sidecar
+from ._read import load_multi_echo, load_nifti, rescale_phase
 
 __all__ = [
     "KINDS",

@@ -29,10 +29,10 @@ from ._nifti import (
     Volume,
     _stem,
     is_nifti_path,
-    load_multi_echo,
     metabolite_name,
     read_sidecar,
 )
+from ._read import load_multi_echo
 
 __all__ = [
     "Case",

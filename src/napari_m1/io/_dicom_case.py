@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import M1LoadError
 from ._dicom import DicomScan, DicomSeries, Progress, scan_dicom
-from ._nifti import Volume, _canonical, rescale_phase
+from ._nifti import Volume, _canonical
+from ._read import rescale_phase
 
 __all__ = ["choose_series", "load_dicom_case", "load_series", "series_table"]
 

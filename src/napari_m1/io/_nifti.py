@@ -31,11 +31,7 @@ __all__ = [
     "Volume",
     "guess_kind",
     "is_nifti_path",
-    "load_multi_echo",
-    "load_nifti",
-    "plan_volume",
     "read_sidecar",
-    "rescale_phase",
 ]
 
 log = logging.getLogger(__name__)
@@ -303,12 +299,3 @@ def _default_name(kind: str, path: Path) -> str:
         "phase": "GRE phase",
         "qsm": "QSM χ (ppm)",
     }.get(kind, "image")
-
-
-# The reading half lives in _read.py; its names stay importable from here.
-from ._read import (  # noqa: E402
-    load_multi_echo,
-    load_nifti,
-    plan_volume,
-    rescale_phase,
-)

@@ -59,7 +59,7 @@ def load_mask_file(path: str | Path, inp: Any) -> Any:
     import numpy as np
 
     from ..errors import M1Error
-    from ..io._nifti import load_multi_echo
+    from ..io._read import load_multi_echo
 
     p = Path(path)
     vol = load_multi_echo([p], kind="other")
