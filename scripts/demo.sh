@@ -10,4 +10,4 @@ export QT_API="${QT_API:-pyqt6}"
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ -z "${CI:-}" ]; then
   exec napari-m1 demo "$@"
 fi
-exec xvfb-run -a -s "-screen 0 1600x1000x24" napari-m1 demo --headless --out out/demo "$@"
+exec xvfb-run -a -s "-screen 0 1920x1080x24" napari-m1 demo --headless --out out/demo "$@"

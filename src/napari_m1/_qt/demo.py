@@ -1,7 +1,7 @@
-"""The demo: napari with the napari-m1 docks and the sample phantom loaded.
+"""The demo: napari with the M1 workstation dock and the sample phantom loaded.
 
 Headless (``--headless``) it runs a scripted reading session instead of waiting
-for the user: open the sample through the "M1 case" dock, check every truth
+for the user: open the sample through the workstation's case tab, check every truth
 point's hemisphere through the viewer's geometry, fill the whole m1-7t protocol
 through the annotation controller (ovals at the deep-layer centres, rough
 calipers replaced by the profile's suggested end points), and write
@@ -72,9 +72,10 @@ def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
     from ..io import LayerMeta
 
     viewer = napari.Viewer(title="napari-m1 demo")
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-m1", "M1 case")
+    # The reading workstation: case, annotation and view tabs above the measurements.
+    _dock, ws = viewer.window.add_plugin_dock_widget("napari-m1", "M1 workstation")
+    widget, ann_widget = ws.case, ws.annotation
     widget.open_sample(group, block=True)
-    _dock2, ann_widget = viewer.window.add_plugin_dock_widget("napari-m1", "M1 annotation")
     truth = json.loads((phantom_case_dir(group) / "truth.json").read_text(encoding="utf-8"))
     ref = reference_layer(viewer)
     ras_affine = LayerMeta.of(ref).ras_affine
@@ -95,7 +96,7 @@ def run_demo(*, headless: bool, out_dir: Path, group: str = "als") -> int:
     cam = camera_of(viewer)
     cam.center = tuple(world_hand)
     cam.zoom = 9.0
-    viewer.window.resize(1500, 1000)
+    viewer.window.resize(1920, 1080)
     _process_events()
     shot = out_dir / "demo.png"
     viewer.window.screenshot(str(shot), canvas_only=False)
