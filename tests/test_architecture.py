@@ -108,6 +108,18 @@ def _package_modules() -> dict[str, Path]:
     return mods
 
 
+MAX_MODULE_LINES = 550  # "no module over ~500 lines"
+
+
+def test_no_module_is_a_big_room():
+    too_big = {
+        name: n
+        for name, py in _package_modules().items()
+        if (n := len(py.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert too_big == {}, too_big
+
+
 def test_no_import_cycle_between_modules():
     """Module-level imports inside napari_m1 form no cycle (imports inside functions,
     the lazy ones, are allowed to point anywhere)."""

@@ -8,7 +8,6 @@ from ._case import (
     is_case_folder,
     load_case,
     load_case_files,
-    place_on_reference,
 )
 from ._caseload import CaseLoad, LoadEvent, LoadingArray
 from ._dicom import DicomScan, DicomSeries, is_dicom_folder, scan_dicom
@@ -17,6 +16,7 @@ from ._folder import is_openable_folder, remember_echo_times, remembered_copy
 from ._layers import layer_metadata, robust_limits, volume_to_layer_data
 from ._meta import METADATA_KEY, LayerMeta
 from ._nifti import KINDS, Volume, guess_kind, is_nifti_path, read_sidecar
+from ._placement import place_on_reference
 from ._read import load_multi_echo, load_nifti, rescale_phase
 
 __all__ = [

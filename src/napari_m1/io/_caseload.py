@@ -37,8 +37,8 @@ from ._case import (
     CaseFiles,
     find_case_files,
     finish_phase_difference,
-    place_one,
 )
+from ._placement import place_one
 from ._read import VolumePlan, plan_volume
 from ._stream import check_memory
 

@@ -238,7 +238,8 @@ def load_dicom_case(
     progress : callable (done, total), optional
         Progress over header scan + pixel reads (file counts).
     """
-    from ._case import Case, CaseFiles, place_on_reference
+    from ._case import Case, CaseFiles
+    from ._placement import place_on_reference
 
     root = Path(folder)
     total: list[int] = [0, 0]
