@@ -134,7 +134,14 @@ def test_reader_session_shows_no_dicom_or_sidecar_identity(
     from napari.utils.notifications import notification_manager
     from qtpy.QtWidgets import QMessageBox
 
-    from test_gui_reader import _all_texts, _dock, _read_case, _start, _truth_of
+    from test_gui_reader import (
+        _all_texts,
+        _assert_nothing_leaks,
+        _dock,
+        _read_case,
+        _start,
+        _truth_of,
+    )
 
     monkeypatch.setattr(
         QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes)
@@ -180,35 +187,9 @@ def test_reader_session_shows_no_dicom_or_sidecar_identity(
             truth,
         )
     seen += _all_texts(viewer)
-    assert (
-        cli_main(
-            [
-                "study",
-                "export",
-                str(study),
-                "--out",
-                str(tmp_path / "r.csv"),
-                "--measurements",
-                str(tmp_path / "m.csv"),
-            ]
-        )
-        == 0
-    )
-    rw.close_session()
-    notes = [str(n.message) for n in notification_manager.records[n_notes:]]
-    logs = [r.getMessage() for r in caplog.records]
-    exports = [(tmp_path / "r.csv").read_text(), (tmp_path / "m.csv").read_text()]
-    haystack = {
-        "widgets/layers/metadata": seen,
-        "notifications": notes,
-        "logs": logs,
-        "exports": exports,
-    }
-    hits = {
-        w: [t for t in texts if any(tok in t for tok in TOKENS)] for w, texts in haystack.items()
-    }
-    assert hits == {k: [] for k in haystack}, hits
+    exports = _assert_nothing_leaks(rw, study, tmp_path, seen, n_notes, caplog, TOKENS)
     # not vacuous: the DICOM cases were shown (GRE layer) and measured
     assert any("M1-" in t for t in seen)
     assert "L_hand_caliper" in exports[1]
+    logs = [r.getMessage() for r in caplog.records]
     assert sum("case folder holds [case]" in m for m in logs) == n_reads

@@ -154,6 +154,30 @@ def _all_texts(viewer) -> list[str]:
     return out
 
 
+def _assert_nothing_leaks(rw, study, tmp_path, seen, n_notes, caplog, tokens) -> list[str]:
+    """Export the study, close the session, and check that no token appears in what the
+    reader saw (``seen``), the notifications since ``n_notes``, the logs or the exports.
+    Returns the exports' texts (readings, measurements)."""
+    from napari.utils.notifications import notification_manager
+
+    readings, meas = tmp_path / "readings.csv", tmp_path / "meas.csv"
+    argv = ["study", "export", str(study), "--out", str(readings), "--measurements", str(meas)]
+    assert cli_main(argv) == 0
+    rw.close_session()
+    exports = [readings.read_text(), meas.read_text()]
+    haystack = {
+        "widgets/layers/metadata": seen,
+        "notifications": [str(n.message) for n in notification_manager.records[n_notes:]],
+        "logs": [r.getMessage() for r in caplog.records],
+        "exports": exports,
+    }
+    hits = {
+        w: [t for t in texts if any(tok in t for tok in tokens)] for w, texts in haystack.items()
+    }
+    assert hits == {k: [] for k in haystack}, hits
+    return exports
+
+
 def test_blinding_no_identifier_anywhere(
     make_napari_viewer, study_cases, tmp_path, qtbot, yes, caplog
 ):
@@ -188,36 +212,7 @@ def test_blinding_no_identifier_anywhere(
     seen_texts += _all_texts(viewer)
     viewer.window.screenshot(str(tmp_path / "reader_done.png"), canvas_only=False)
     # the reader's own exports (coordinator exports stay blinded too)
-    assert (
-        cli_main(
-            [
-                "study",
-                "export",
-                str(study),
-                "--out",
-                str(tmp_path / "readings.csv"),
-                "--measurements",
-                str(tmp_path / "meas.csv"),
-            ]
-        )
-        == 0
-    )
-    rw.close_session()
-
-    notes = [str(n.message) for n in notification_manager.records[n_notes:]]
-    logs = [r.getMessage() for r in caplog.records]
-    exports = [(tmp_path / "readings.csv").read_text(), (tmp_path / "meas.csv").read_text()]
-    haystack = {
-        "widgets/layers/metadata": seen_texts,
-        "notifications": notes,
-        "logs": logs,
-        "exports": exports,
-    }
-    hits = {
-        where: [t for t in texts if any(tok in t for tok in TOKENS)]
-        for where, texts in haystack.items()
-    }
-    assert hits == {k: [] for k in haystack}, hits
+    exports = _assert_nothing_leaks(rw, study, tmp_path, seen_texts, n_notes, caplog, TOKENS)
     # and the scan is not vacuous: the pseudonyms and measurements are there
     assert any("M1-" in t for t in seen_texts)
     assert "L_hand_caliper" in exports[1]
