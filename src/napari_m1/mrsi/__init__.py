@@ -15,6 +15,7 @@ from ._lcmodel import (
 from ._names import COMBINED, RATIOS, canonical_name, find_metabolite
 from ._niftimrs import IDENTIFYING_KEYS, NiftiMRS, display_header, read_nifti_mrs
 from ._qc import REASON_BITS, QCThresholds, RatioMap, ratio_maps
+from ._singlets import SINGLET_PPM, SingletFit, fit_singlets, singlet_fids
 from ._tissue import FAST_LABELS, FAST_PVE_ORDER, tissue_fractions
 
 __all__ = [
@@ -25,16 +26,19 @@ __all__ = [
     "RATIOS",
     "REASON_BITS",
     "SCALINGS",
+    "SINGLET_PPM",
     "LCModelCoord",
     "LCModelTable",
     "MRSIFit",
     "NiftiMRS",
     "QCThresholds",
     "RatioMap",
+    "SingletFit",
     "canonical_name",
     "display_header",
     "find_fsl_mrsi",
     "find_metabolite",
+    "fit_singlets",
     "is_fsl_mrsi_folder",
     "lcmodel_csv_fit",
     "ratio_maps",
@@ -43,5 +47,6 @@ __all__ = [
     "read_lcmodel_csv",
     "read_nifti_mrs",
     "read_table",
+    "singlet_fids",
     "tissue_fractions",
 ]
