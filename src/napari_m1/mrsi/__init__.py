@@ -15,6 +15,7 @@ from ._lcmodel import (
 from ._names import COMBINED, RATIOS, canonical_name, find_metabolite
 from ._niftimrs import IDENTIFYING_KEYS, NiftiMRS, display_header, read_nifti_mrs
 from ._qc import REASON_BITS, QCThresholds, RatioMap, ratio_maps
+from ._singlets import SINGLET_PPM, SingletFit, fit_singlets, singlet_fids
 from ._source import QC_METABOLITES, MRSISource, VoxelQC, get_source, reason_names, register_source
 from ._spectra import (
     PPM_WINDOW,
@@ -36,6 +37,7 @@ __all__ = [
     "RATIOS",
     "REASON_BITS",
     "SCALINGS",
+    "SINGLET_PPM",
     "CoordSpectra",
     "GridSpectra",
     "LCModelCoord",
@@ -45,6 +47,7 @@ __all__ = [
     "NiftiMRS",
     "QCThresholds",
     "RatioMap",
+    "SingletFit",
     "VoxelQC",
     "VoxelSpectrum",
     "canonical_name",
@@ -52,6 +55,7 @@ __all__ = [
     "find_fsl_mrsi",
     "find_metabolite",
     "find_spectra",
+    "fit_singlets",
     "get_source",
     "is_fsl_mrsi_folder",
     "lcmodel_csv_fit",
@@ -63,6 +67,7 @@ __all__ = [
     "read_table",
     "reason_names",
     "register_source",
+    "singlet_fids",
     "tissue_fractions",
     "voxel_index",
 ]
