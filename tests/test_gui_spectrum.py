@@ -4,7 +4,6 @@ re-mask the ratio maps live; the "excluded (reason)" layers; blinded sessions.""
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import nibabel as nib
@@ -20,55 +19,13 @@ from napari_m1._viewer import camera_of, reference_layer
 from napari_m1.geometry import ras_to_world
 from napari_m1.io import LayerMeta
 from napari_m1.mrsi import QCThresholds, ratio_maps, read_fsl_mrsi
-from napari_m1.mrsi._synth import write_fsl_mrsi_folder
+from napari_m1.mrsi._synth import write_fit_spectra, write_fsl_mrsi_folder
 
 pytestmark = pytest.mark.gui
 
-SF = 297.2  # MHz
+SF = 297.2  # MHz (write_fit_spectra's default)
 DWELL = 2.5e-4  # s
 N = 512
-PEAKS = {"NAA": 2.01, "Cr": 3.03, "Cho": 3.21}
-
-
-def _amplitudes(shape):
-    i, j, k = np.indices(shape, dtype=float)
-    return {"NAA": 1.0 + 0.1 * i + 0.05 * j + 0.3 * k, "Cr": 0.8 + 0.02 * j, "Cho": 0.3 + 0.0 * i}
-
-
-def _fid(amps: dict[str, np.ndarray], t2_s: float = 0.04) -> np.ndarray:
-    """Lorentzian singlets (NIfTI-MRS frame: a peak at ppm p has +(4.65 - p)·SF Hz)."""
-    t = np.arange(N) * DWELL
-    out = 0
-    for name, ppm in PEAKS.items():
-        f = (4.65 - ppm) * SF
-        out = out + amps[name][..., None] * np.exp((2j * np.pi * f - 1 / t2_s) * t)
-    return out
-
-
-def _save_mrs(data: np.ndarray, affine: np.ndarray, path, extra: dict | None = None) -> None:
-    img = nib.Nifti2Image(data.astype(np.complex64), affine)
-    img.header["pixdim"][4] = DWELL
-    img.header["intent_name"] = b"mrs_v0_2"
-    meta = {"SpectrometerFrequency": [SF], "ResonantNucleus": ["1H"], **(extra or {})}
-    img.header.extensions.append(nib.nifti1.Nifti1Extension(44, json.dumps(meta).encode()))
-    nib.save(img, str(path))
-
-
-def write_fit_spectra(folder, shape, affine, *, extra_header: dict | None = None):
-    """fit/{fit,residual,baseline}.nii.gz with a different spectrum in every voxel."""
-    rng = np.random.default_rng(3)
-    amps = _amplitudes(shape)
-    fit = _fid(amps)
-    t = np.arange(N) * DWELL
-    baseline = 0.2 * np.exp(-t / 0.002)[None, None, None, :] * (1 + 0 * amps["NAA"][..., None])
-    fit = fit + baseline
-    residual = 0.05 * (rng.standard_normal(fit.shape) + 1j * rng.standard_normal(fit.shape))
-    d = folder / "fit"
-    d.mkdir(exist_ok=True)
-    _save_mrs(fit, affine, d / "fit.nii.gz", extra_header)
-    _save_mrs(residual, affine, d / "residual.nii.gz", extra_header)
-    _save_mrs(baseline, affine, d / "baseline.nii.gz", extra_header)
-    return amps
 
 
 def _spectrum_from_file(path, ijk):

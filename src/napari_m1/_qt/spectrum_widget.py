@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import QEvent, QTimer, Signal
 from qtpy.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
@@ -86,8 +86,8 @@ class SpectrumWidget(QWidget):
     ----------
     hit : VoxelHit or None
         The voxel shown.
-    draws : int
-        Spectrum redraws so far (a test and benchmark seam).
+    draws, paints : int
+        Spectrum redraws so far, and paint events of the plot (test and benchmark seams).
 
     Signals
     -------
@@ -133,6 +133,8 @@ class SpectrumWidget(QWidget):
             )
         self.ax.legend(loc="upper left", fontsize=7, frameon=False, ncol=4)
         self.canvas.mpl_connect("draw_event", self._on_draw)
+        self.paints = 0  # paint events of the plot (a benchmark seam: pixels on screen)
+        self.canvas.installEventFilter(self)
 
         self.qc_table = QTableWidget(0, len(QC_HEADERS))
         self.qc_table.setHorizontalHeaderLabels(QC_HEADERS)
@@ -229,12 +231,24 @@ class SpectrumWidget(QWidget):
 
     # ------------------------------------------------------------------ hover
     def _on_cursor(self, event: Any = None) -> None:
+        if not self.isVisible():
+            return  # a hidden tab or closed dock: nothing to redraw (refreshed when shown)
         hit = self.view.voxel_at(self.viewer.cursor.position)
         if hit is None:
             return  # off the grid: keep the last voxel on screen
         if self.hit is not None and hit.ijk == self.hit.ijk and hit.source is self.hit.source:
             return
         self.show_voxel(hit)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:
+        if obj is self.canvas and event.type() == QEvent.Type.Paint:
+            self.paints += 1
+        return False
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if self.hit is not None:
+            self.show_voxel(self.hit)
 
     def _on_thresholds(self, _th: Any = None) -> None:
         if self.hit is not None:
@@ -266,7 +280,9 @@ class SpectrumWidget(QWidget):
             self.canvas.restore_region(self._bg)
             for line in self.lines.values():
                 self.ax.draw_artist(line)
-            self.canvas.blit(self.ax.bbox)
+            # painted with the window's next frame (a synchronous blit would force an
+            # extra flush of the whole window, napari's OpenGL canvas included)
+            self.canvas.update()
         self.draws += 1
 
     def _on_draw(self, _event: Any = None) -> None:
