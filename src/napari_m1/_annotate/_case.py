@@ -43,9 +43,18 @@ def build_engine(
         m = LayerMeta.of(ly)
         if m.is_map:
             tes = list(m.echo_times_ms) if m.echo_times_ms is not None else None
+            qc = m.raw.get("qc")
             sources.append(
                 MapSource(
-                    m.kind, ly.name, ly.data, m.ras_affine, tes, m.metabolite, m.source_affine
+                    m.kind,
+                    ly.name,
+                    ly.data,
+                    m.ras_affine,
+                    tes,
+                    m.metabolite,
+                    m.source_affine,
+                    aux=m.raw.get("aux") or None,
+                    qc_thresholds=qc.get("thresholds") if isinstance(qc, dict) else None,
                 )
             )
     sources.sort(key=lambda src: src.name != ref.name)  # the reference GRE first
