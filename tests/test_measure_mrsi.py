@@ -41,7 +41,8 @@ def _engine():
             MRAS,
             None,
             "tNAA/tCr",
-            aux={"unfiltered": unfiltered, "qc_reason": reason, "f_gm": f_gm},
+            aux={"unfiltered": unfiltered, "f_gm": f_gm},
+            meta={"qc": {"thresholds": {"max_sd_pct": 20.0, "max_fwhm_ppm": 0.1, "min_snr": 5.0}}},
         ),
     ]
     return MeasurementEngine(srcs, M1), naa, ratio, unfiltered, f_gm
@@ -93,6 +94,15 @@ def test_ratio_rows_report_excluded_voxels_and_the_unfiltered_mean():
     assert r["mean_unfiltered"] > r["mean"]  # the excluded voxel was the high one
     assert r["mrsi_largest_weight"] == pytest.approx(1 / 3)
     assert r["f_gm_weighted"] == pytest.approx(np.mean([f_gm[v] for v in kept]))
+    assert (r["qc_max_sd_pct"], r["qc_max_fwhm_ppm"], r["qc_min_snr"]) == (20.0, 0.1, 5.0)
+    # the GUI re-masks a layer in place (new data, new qc metadata): the rows follow
+    src = next(s for s in eng.sources if s.metabolite == "tNAA/tCr")
+    src.data[2, 2, 2] = unfiltered[2, 2, 2]
+    src.meta["qc"] = {"thresholds": {"max_sd_pct": 50.0, "max_fwhm_ppm": 0.1, "min_snr": 5.0}}
+    eng.update(SLOT, None)
+    r = _rows(eng, -5.0, -5.0)["tNAA/tCr"]
+    assert r["mrsi_n_excluded_voxels"] == 0 and r["mrsi_n_voxels_contributing"] == 4
+    assert r["mean"] == pytest.approx(r["mean_unfiltered"]) and r["qc_max_sd_pct"] == 50.0
 
 
 def test_columns_are_in_the_schema_and_empty_for_other_rows():

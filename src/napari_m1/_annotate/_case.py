@@ -43,7 +43,6 @@ def build_engine(
         m = LayerMeta.of(ly)
         if m.is_map:
             tes = list(m.echo_times_ms) if m.echo_times_ms is not None else None
-            qc = m.raw.get("qc")
             sources.append(
                 MapSource(
                     m.kind,
@@ -54,7 +53,7 @@ def build_engine(
                     m.metabolite,
                     m.source_affine,
                     aux=m.raw.get("aux") or None,
-                    qc_thresholds=qc.get("thresholds") if isinstance(qc, dict) else None,
+                    meta=m.raw,  # the live dict: QC thresholds as the GUI re-masks
                 )
             )
     sources.sort(key=lambda src: src.name != ref.name)  # the reference GRE first

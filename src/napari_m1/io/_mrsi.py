@@ -83,30 +83,33 @@ def ratio_volumes(folder: Path, thresholds: QCThresholds | None = None) -> list[
 
     Excluded voxels are NaN; ``extra`` holds ``metabolite`` (the ratio name), ``mrsi_ratio``
     (True), ``qc`` (the summary of :func:`napari_m1.mrsi.ratio_maps`, thresholds included)
-    and ``n_excluded``. ``aux`` holds ``unfiltered`` (the ratio before QC), ``qc_reason``
-    (bit field, 0 = kept) and tissue fractions when the folder has them
-    (:func:`mrsi_tissue_fractions`), all in the layer's order. Default thresholds unless
-    given (docs/mrsi.md).
+    and ``n_excluded``, and ``mrsi_source``: the id of the fit's
+    :class:`~napari_m1.mrsi.MRSISource` (spectra, live thresholds; see
+    :func:`~napari_m1.mrsi.get_source`). ``aux`` holds ``unfiltered`` (the ratio before
+    QC) and tissue fractions when the folder has them (:func:`mrsi_tissue_fractions`), in
+    the layer's order. Default thresholds unless given (docs/mrsi.md).
     """
     import nibabel as nib
 
-    from ..mrsi import ratio_maps, read_fsl_mrsi
+    from ..mrsi import MRSISource, QCThresholds, find_spectra, read_fsl_mrsi, register_source
 
     fit = read_fsl_mrsi(folder)
+    source = MRSISource(fit, find_spectra(folder), thresholds or QCThresholds())
+    sid = register_source(source)  # an opaque id: no path reaches the layer metadata
     tissue = tissue_aux(
         mrsi_tissue_fractions(folder, fit.shape, fit.affine), fit.affine, fit.shape
     )
 
-    def canon(a: np.ndarray, dtype: type) -> np.ndarray:
+    def canon(a: np.ndarray) -> np.ndarray:
         # _canonical takes the file's axes reversed (a NIfTI read byte-for-byte in C order)
-        return np.ascontiguousarray(_canonical(a.T.astype(dtype), fit.affine, fit.shape)[0])
+        return np.ascontiguousarray(_canonical(a.T.astype(np.float32), fit.affine, fit.shape)[0])
 
+    ras = _canonical(fit.mask.T, fit.affine, fit.shape)[1]
     out = []
-    for r in ratio_maps(fit, thresholds):
-        ras = _canonical(r.values.T, fit.affine, fit.shape)[1]
+    for r in source.maps:
         out.append(
             Volume(
-                data=canon(r.values, np.float32),
+                data=canon(r.values),
                 ras_affine=ras,
                 source_affine=fit.affine,
                 source_axcodes=tuple(nib.aff2axcodes(fit.affine)),
@@ -118,12 +121,9 @@ def ratio_volumes(folder: Path, thresholds: QCThresholds | None = None) -> list[
                     "mrsi_ratio": True,
                     "qc": r.summary,
                     "n_excluded": r.summary["n_excluded"],
+                    "mrsi_source": sid,
                 },
-                aux={
-                    "unfiltered": canon(r.unfiltered, np.float32),
-                    "qc_reason": canon(r.reason, np.uint8),
-                    **tissue,
-                },
+                aux={"unfiltered": canon(r.unfiltered), **tissue},
             )
         )
     return out

@@ -162,7 +162,7 @@ class Volume:
         One-line warnings for the user (non-finite values, resampling, ...).
     aux : dict of str -> ndarray
         Per-voxel companion maps in the order and shape of ``data`` that are measured
-        beside it but not shown (MRSI: ``unfiltered``, ``qc_reason``, ``f_gm``, ``f_wm``,
+        beside it but not shown (MRSI: ``unfiltered``, ``f_gm``, ``f_wm``,
         ``f_csf``); never copied into layer metadata.
     """
 

@@ -63,11 +63,12 @@ class MapSource:
         The file's voxel -> RAS affine (reference GRE: for exported voxel indices).
     aux : dict of str -> array, optional
         Companion maps on the same grid and in the same order as ``data`` (MRSI:
-        ``unfiltered``, ``qc_reason``, ``f_gm``, ``f_wm``, ``f_csf``); read through the
+        ``unfiltered``, ``f_gm``, ``f_wm``, ``f_csf``); read through the
         ROI's window for the MRSI overlap columns. Maps of another shape are ignored.
-    qc_thresholds : dict, optional
-        The QC thresholds a ratio map was filtered with (``QCThresholds.as_dict()``),
-        written into its rows.
+    meta : mapping, optional
+        The map's napari-m1 metadata (a layer's live ``metadata['napari_m1']`` or a
+        Volume's ``extra``), read when measuring: a QC'd ratio map's ``qc['thresholds']``
+        are written into its rows (current after the GUI re-masks the layer in place).
     """
 
     kind: str
@@ -78,7 +79,7 @@ class MapSource:
     metabolite: str | None = None
     source_affine: NDArray[np.float64] | None = None
     aux: dict[str, Any] | None = None
-    qc_thresholds: dict[str, float] | None = None
+    meta: Any = None
     inv_affine: NDArray[np.float64] = field(init=False, repr=False)
     _grid_key: tuple = field(init=False, repr=False)
 
@@ -105,6 +106,11 @@ class MapSource:
             return [(e + 1, self.data[e]) for e in range(self.data.shape[0])]
         return [(None, self.data)]
 
+    def qc_thresholds(self) -> dict[str, float] | None:
+        """The QC thresholds of a ratio map (from :attr:`meta`), or None."""
+        qc = self.meta.get("qc") if self.meta is not None else None
+        return qc.get("thresholds") if isinstance(qc, dict) else None
+
     def grid_key(self) -> tuple:
         """Identity of the grid (sources on one grid share ROI weights)."""
         return self._grid_key
@@ -121,7 +127,7 @@ class MapSource:
             vol.extra.get("metabolite"),
             vol.source_affine,
             getattr(vol, "aux", None) or None,
-            (vol.extra.get("qc") or {}).get("thresholds"),
+            vol.extra,
         )
 
 
@@ -408,7 +414,7 @@ class MeasurementEngine:
                     )
                     row.update(
                         mrsi_overlap_columns(
-                            vals[n_vol] if inside else None, w.weights, aux, src.qc_thresholds
+                            vals[n_vol] if inside else None, w.weights, aux, src.qc_thresholds()
                         )
                     )
                 rows_pos = self._pos[id(src)]

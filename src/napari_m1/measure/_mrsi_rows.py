@@ -51,8 +51,9 @@ def mrsi_overlap_columns(
         Covered fraction of each voxel's in-plane area (``EllipseWeights.weights``).
     aux : mapping of str -> ndarray (nr, nc), optional
         Companion maps read through the same window: ``f_gm``/``f_wm``/``f_csf`` (tissue
-        fractions of each MRSI voxel), ``unfiltered`` (a QC'd ratio before exclusion) and
-        ``qc_reason`` (non-zero = excluded by QC).
+        fractions of each MRSI voxel) and ``unfiltered`` (a QC'd ratio before exclusion: a
+        voxel NaN in ``values`` but finite in ``unfiltered`` was excluded by QC, whatever
+        the thresholds the map holds now).
     thresholds : mapping, optional
         The QC thresholds the map was filtered with (``QCThresholds.as_dict()``): copied
         into ``qc_max_sd_pct``, ``qc_max_fwhm_ppm``, ``qc_min_snr``.
@@ -82,11 +83,10 @@ def mrsi_overlap_columns(
     touched = w > 0
     ok = touched & np.isfinite(v)
     out["mrsi_n_voxels_contributing"] = int(ok.sum())
-    if "qc_reason" in aux:
-        out["mrsi_n_excluded_voxels"] = int((touched & (np.asarray(aux["qc_reason"]) != 0)).sum())
     if "unfiltered" in aux:
         u = np.asarray(aux["unfiltered"], dtype=np.float64)
         uk = touched & np.isfinite(u)
+        out["mrsi_n_excluded_voxels"] = int((uk & ~np.isfinite(v)).sum())
         out["mean_unfiltered"] = float(np.dot(w[uk], u[uk]) / w[uk].sum()) if uk.any() else None
     if not ok.any():
         return out
