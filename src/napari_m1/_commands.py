@@ -25,6 +25,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         with_phase=args.phase,
         label=args.label,
         force=args.force,
+        with_mrs=args.mrs or args.mrs_noise_free,
+        mrs_noise=not args.mrs_noise_free,
     )
     print(f"wrote {args.group} phantom (seed {args.seed}) to {out}")
     return 0
@@ -96,6 +98,15 @@ def register(subparsers: Any) -> None:
     s.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     s.add_argument("--slices", type=int, default=60, help="axial slices, even, >= 16")
     s.add_argument("--phase", action="store_true", help="also write GRE phase images")
+    s.add_argument(
+        "--mrs",
+        action="store_true",
+        help="also write MRSI spectra (NIfTI-MRS), an fsl_mrsi folder and LCModel CSVs "
+        "with planted QC failures",
+    )
+    s.add_argument(
+        "--mrs-noise-free", action="store_true", help="as --mrs, without noise in the spectra"
+    )
     s.add_argument(
         "--label",
         help="subject label in the file names (default names the group: "

@@ -91,6 +91,31 @@ class CaseFiles:
     fsl_mrsi: Path | None = None
 
 
+def field_strength(files: CaseFiles) -> tuple[float | None, str]:
+    """Main field strength (T) of a case and where it came from, or ``(None, "")``.
+
+    ``case.json`` (``b0_tesla``, ``field_strength_t`` or ``MagneticFieldStrength``) wins;
+    else the first GRE magnitude or phase JSON sidecar with ``MagneticFieldStrength``.
+    """
+    import json
+
+    cj = Path(files.folder) / CASE_JSON
+    if cj.is_file():
+        try:
+            spec = json.loads(cj.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            spec = {}
+        for key in ("b0_tesla", "field_strength_t", "MagneticFieldStrength"):
+            v = spec.get(key) if isinstance(spec, dict) else None
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v), f"{CASE_JSON} {key}"
+    for p in [*files.gre, *files.phase]:
+        v = read_sidecar(p).get("MagneticFieldStrength")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v), f"{Path(p).name} sidecar MagneticFieldStrength"
+    return None, ""
+
+
 def case_input_files(files: CaseFiles) -> list[Path]:
     """Every file a case is read from: maps, their JSON sidecars, ``case.json``.
 

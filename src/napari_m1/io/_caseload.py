@@ -180,6 +180,16 @@ def _echoes_needed(index: Any, n: int) -> int:
     return n
 
 
+def _add_field_strength(vol: Any, files: CaseFiles) -> None:
+    """Record B0 (T) and its source in the reference's ``extra`` (read by the QSM dock)."""
+    from ._case import field_strength
+
+    b0, where = field_strength(files)
+    if b0 is not None:
+        vol.extra["b0_tesla"] = b0
+        vol.extra["b0_from"] = where
+
+
 class CaseLoad:
     """A case with every header checked and nothing yet allocated or read.
 
@@ -266,6 +276,7 @@ class CaseLoad:
                 if plan.kind == "phase" and self._phase_difference:
                     vol = finish_phase_difference(vol, plan.paths[0], vols[0])
                 if i == 0:
+                    _add_field_strength(vol, self.files)
                     place = reference_placement(vol.ras_affine, vol.spatial_shape)
                 else:
                     place = place_one(vol, vols[0], places[0])

@@ -16,15 +16,20 @@ def ratio_volumes(folder: Path) -> list[Volume]:
 
     Excluded voxels are NaN; ``extra`` holds ``metabolite`` (the ratio name), ``mrsi_ratio``
     (True), ``qc`` (the summary of :func:`napari_m1.mrsi.ratio_maps`, thresholds included)
-    and ``n_excluded``. Default thresholds (docs/mrsi.md).
+    and ``n_excluded``, and ``mrsi_source``: the id of the fit's
+    :class:`~napari_m1.mrsi.MRSISource` (spectra, live thresholds; see
+    :func:`~napari_m1.mrsi.get_source`).
+    Default thresholds (docs/mrsi.md).
     """
     import nibabel as nib
 
-    from ..mrsi import ratio_maps, read_fsl_mrsi
+    from ..mrsi import MRSISource, find_spectra, read_fsl_mrsi, register_source
 
     fit = read_fsl_mrsi(folder)
+    source = MRSISource(fit, find_spectra(folder))
+    sid = register_source(source)  # an opaque id: no path reaches the layer metadata
     out = []
-    for r in ratio_maps(fit):
+    for r in source.maps:
         # _canonical takes the file's axes reversed (a NIfTI read byte-for-byte in C order)
         data, ras = _canonical(r.values.T.astype(np.float32), fit.affine, fit.shape)
         out.append(
@@ -41,6 +46,7 @@ def ratio_volumes(folder: Path) -> list[Volume]:
                     "mrsi_ratio": True,
                     "qc": r.summary,
                     "n_excluded": r.summary["n_excluded"],
+                    "mrsi_source": sid,
                 },
             )
         )
