@@ -481,9 +481,9 @@ def test_verify_hashes_the_stored_text_exactly_as_audit_hash():
         ("2024-01-01T00:00:02.000+00:00", "Rø", "refused", "P\n2", '{"why": "\\"x\\" é\\t"}'),
     ]
     rows, prev = [], GENESIS
-    for seq, (at, actor, event, pseudo, det) in enumerate(entries, start=1):
-        h = audit_hash(prev, seq, at, actor, event, pseudo, det)
-        rows.append((seq, at, actor, event, pseudo, det, prev, h))
+    for seq, (at, actor, ev, pseudo, det) in enumerate(entries, start=1):
+        h = audit_hash(prev, seq, at, actor, ev, pseudo, det)
+        rows.append((seq, at, actor, ev, pseudo, det, prev, h))
         prev = h
     res = verify_snapshot(Snapshot(rows, [], [], "ok"))
     assert res.ok and res.last_hash == prev, res.problems
