@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -170,9 +171,29 @@ def test_fit_singlets_crlb_is_calibrated_and_noise_estimated():
     assert np.all(np.abs(z.mean(axis=0)) < 0.2)  # unbiased
 
 
+def _cell(text: str):
+    from napari_m1.formats import restore_cell
+
+    text = restore_cell(text)
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 @pytest.mark.slow
-def test_sample_with_mrs_then_info_json_audits_the_planted_failures(tmp_path, capsys):
+def test_sample_with_mrs_info_and_measure_with_thresholds(tmp_path, capsys):
+    """CLI end to end: sample --mrs, info --json (QC audit), measure (overlap columns, f_GM,
+    excluded voxels, the unfiltered mean and the thresholds in every MRSI ratio row)."""
+    import csv
+
+    from napari_m1.annotation import AnnotationSet, roi_annotation, save_annotations
     from napari_m1.cli import main
+    from napari_m1.io import load_case
+    from napari_m1.measure import case_fingerprint_of
+    from napari_m1.protocol import get_protocol
 
     case = tmp_path / "case"
     args = ["sample", str(case), "--slices", "16", "--mrs", "--label", "c01", "--seed", "2"]
@@ -190,3 +211,38 @@ def test_sample_with_mrs_then_info_json_audits_the_planted_failures(tmp_path, ca
         "tCho/tCr": n_out + 3,
         "Glx/tCr": n_out + 3,
     }
+    # stricter S/N than any ordinary voxel has: every fitted voxel goes (thresholds applied)
+    assert main(["info", str(case), "--json", "--min-snr", "1e9"]) == 0
+    qc = {s["ratio"]: s for s in json.loads(capsys.readouterr().out)["mrsi_qc"]}
+    assert qc["tNAA/tCr"]["n_excluded"] == 24 * 24 * 6
+    assert qc["tNAA/tCr"]["thresholds"]["min_snr"] == 1e9
+
+    ph = make_phantom("control", 2, n_slices=16)
+    loaded = load_case(case)
+    s = AnnotationSet(get_protocol("m1-7t"), case_fingerprint_of(loaded), "R1")
+    absent = next(v for w, v, _m, _t in PLANTED if w == "absent tCho")  # (8, 14, 1)
+    centre = (ph.mrsi_affine @ [*absent, 1])[:3]
+    centre[2] = 43.0  # a GRE slice inside MRSI slice 1 (z 41 ... 46)
+    r4 = math.sqrt(4 / math.pi)
+    s.put(roi_annotation("L_hand_roi", centre, [r4, 0, 0], [0, r4, 0]))
+    ann = save_annotations(tmp_path / "a.m1ann.jsonl", s)
+    out = tmp_path / "m.csv"
+    assert main(["measure", str(case), str(ann), "--out", str(out), "--max-sd-pct", "30"]) == 0
+    with open(out, newline="") as fh:
+        rows = [{k: _cell(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+    mrsi = {r["metabolite"]: r for r in rows if r["layer_kind"] == "mrsi"}
+    cho = mrsi["tCho/tCr"]
+    assert cho["mrsi_n_excluded_voxels"] == 1  # the planted voxel, and the ROI is inside it
+    assert cho["mrsi_n_voxels_contributing"] == 0
+    # the planted tCho (0.005 mM, CRLB ~40 % in noise) is still in the unfiltered mean
+    assert abs(cho["mean_unfiltered"]) < 0.01  # an ordinary voxel: tCho/tCr ~ 0.2
+    assert (cho["qc_max_sd_pct"], cho["qc_max_fwhm_ppm"], cho["qc_min_snr"]) == (30, 0.1, 5)
+    naa = mrsi["tNAA/tCr"]
+    assert naa["mrsi_n_excluded_voxels"] == 0 and naa["mrsi_n_voxels_contributing"] == 1
+    assert naa["mrsi_largest_weight"] == pytest.approx(1.0)
+    assert naa["f_gm_weighted"] == pytest.approx(ph.mrsi_fractions["GM"][absent], rel=1e-6)
+    assert naa["f_wm_weighted"] == pytest.approx(ph.mrsi_fractions["WM"][absent], rel=1e-6)
+    # concentration maps carry tissue fractions too, but no QC columns
+    plain = mrsi["NAA"]
+    assert plain["f_gm_weighted"] == pytest.approx(ph.mrsi_fractions["GM"][absent], rel=1e-6)
+    assert plain["qc_max_sd_pct"] is None and plain["mrsi_n_excluded_voxels"] is None

@@ -226,6 +226,10 @@ class EditsMixin:
         cam.center = tuple(float(x) for x in w[-len(cam.center) :])
         return True
 
+    def shown(self: AnnotationController, slot: str) -> Annotation | None:
+        """The annotation a slot shows: its drag preview while dragged, else the stored one."""
+        return self._shown(slot)
+
     def profile(self: AnnotationController, slot: str | None = None, *, echo: int | None = None):
         """(Profile, BandSuggestion) along a caliper slot on a GRE echo (default: last)."""
         self._require()

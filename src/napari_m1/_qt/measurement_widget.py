@@ -113,6 +113,10 @@ def _item(text: str) -> QTableWidgetItem:
     return it
 
 
+#: profile key meaning "redraw on the next refresh" (None means "no caliper, drawn")
+_STALE = object()
+
+
 class _IncrementalTable(QTableWidget):
     """A read-only table that changes only the cells whose text changed.
 
@@ -178,7 +182,7 @@ class MeasurementWidget(QWidget):
         self.ctl: AnnotationController = get_controller(napari_viewer)
         self._hide = bool(_HIDDEN.get(napari_viewer, False))
         self._last_caliper: str | None = None
-        self._profile_key: Any = None
+        self._profile_key: Any = _STALE
         self._long_dirty = True
         #: profile redraws so far (a test and benchmark seam)
         self.profile_draws = 0
@@ -252,7 +256,7 @@ class MeasurementWidget(QWidget):
         self._hide = bool(value)
         self.tabs.setVisible(not self._hide)
         self.hidden_label.setVisible(self._hide)
-        self._profile_key = None
+        self._profile_key = _STALE
         self._refresh()
 
     # ------------------------------------------------------------------ tables
@@ -378,7 +382,7 @@ class MeasurementWidget(QWidget):
     # ------------------------------------------------------------------ profile
     def _on_case_changed(self) -> None:
         self._last_caliper = None
-        self._profile_key = None
+        self._profile_key = _STALE
         self._refresh_echoes()
 
     def _on_annotation_changed(self, slot_id: str) -> None:
@@ -428,14 +432,15 @@ class MeasurementWidget(QWidget):
 
     def _refresh_profile(self) -> None:
         sid = self.profile_slot() if self.ctl.has_case else None
-        prof, sug = self.ctl.profile(sid, echo=self.current_echo()) if sid else (None, None)
-        key = None
-        if prof is not None:
-            key = (sid, self.current_echo(), prof.length_mm, hash(prof.values.tobytes()))
+        ann = self.ctl.shown(sid) if sid else None
+        echo = self.current_echo()
+        # annotations are immutable: the same object on the same echo is the same profile,
+        # so an edit of another slot neither resamples nor redraws it
+        if self._profile_key is not _STALE and self._profile_key == (sid, echo, ann):
+            return
+        prof, sug = self.ctl.profile(sid, echo=echo) if sid else (None, None)
         self.accept_button.setEnabled(bool(prof is not None and sug.ok))
-        if key == self._profile_key and key is not None:
-            return  # same caliper, same echo: nothing to redraw
-        self._profile_key = key
+        self._profile_key = (sid, echo, ann)
         self._draw_profile(sid, prof, sug)
 
     def _draw_profile(self, sid: str | None, prof: Any, sug: Any) -> None:

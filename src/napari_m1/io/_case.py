@@ -380,6 +380,7 @@ def load_case(
     *,
     kinds: tuple[str, ...] | None = None,
     progress: Any = None,
+    mrsi_thresholds: Any = None,
 ) -> Case:
     """Load every map of a case folder; all or nothing.
 
@@ -392,6 +393,8 @@ def load_case(
         Restrict to these kinds (``gre`` is always loaded).
     progress : callable (done, total), optional
         File-count progress (DICOM folders).
+    mrsi_thresholds : napari_m1.mrsi.QCThresholds, optional
+        QC thresholds of the MRSI ratio maps (default thresholds if None).
 
     Raises
     ------
@@ -409,10 +412,12 @@ def load_case(
             or (not is_case_folder(f) and is_openable_folder(f))
         ):
             return load_folder(f, kinds=kinds, progress=progress)
-    return load_case_files(find_case_files(folder), kinds=kinds)
+    return load_case_files(find_case_files(folder), kinds=kinds, mrsi_thresholds=mrsi_thresholds)
 
 
-def load_case_files(files: CaseFiles, *, kinds: tuple[str, ...] | None = None) -> Case:
+def load_case_files(
+    files: CaseFiles, *, kinds: tuple[str, ...] | None = None, mrsi_thresholds: Any = None
+) -> Case:
     """Load the maps named by ``files`` (see :func:`load_case`).
 
     Every header is checked and the total size compared with the memory available
@@ -422,7 +427,7 @@ def load_case_files(files: CaseFiles, *, kinds: tuple[str, ...] | None = None) -
     """
     from ._caseload import CaseLoad
 
-    return CaseLoad(files, kinds=kinds).run()
+    return CaseLoad(files, kinds=kinds, mrsi_thresholds=mrsi_thresholds).run()
 
 
 def _load_phase_difference(path: Path, gre: Volume) -> Volume:

@@ -14,6 +14,7 @@ from ._lcmodel import (
 )
 from ._names import COMBINED, RATIOS, canonical_name, find_metabolite
 from ._niftimrs import IDENTIFYING_KEYS, NiftiMRS, display_header, read_nifti_mrs
+from ._psf import hamming_psf, psf_fwhm, psf_tissue_fractions
 from ._qc import REASON_BITS, QCThresholds, RatioMap, ratio_maps
 from ._singlets import SINGLET_PPM, SingletFit, fit_singlets, singlet_fids
 from ._source import QC_METABOLITES, MRSISource, VoxelQC, get_source, reason_names, register_source
@@ -57,8 +58,11 @@ __all__ = [
     "find_spectra",
     "fit_singlets",
     "get_source",
+    "hamming_psf",
     "is_fsl_mrsi_folder",
     "lcmodel_csv_fit",
+    "psf_fwhm",
+    "psf_tissue_fractions",
     "ratio_maps",
     "read_fsl_mrsi",
     "read_lcmodel_coord",

@@ -8,7 +8,9 @@ this writes, into a case folder:
   singlets NAA 2.01, Cr 3.03, Cho 3.21, Glx 2.35 ppm (amplitude = concentration x
   :data:`RAW_PER_MM`), one linewidth per voxel, complex Gaussian noise (unless noise-free).
 * ``fsl_mrsi/``: concs/{raw,molarity}, uncertainties/<M>_sd (SD in raw units), qc/<M>_snr,
-  qc/<M>_fwhm (Hz), fit/{fit,residual,baseline}.nii.gz (NIfTI-MRS), mask.nii.gz.
+  qc/<M>_fwhm (Hz), fit/{fit,residual,baseline}.nii.gz (NIfTI-MRS), mask.nii.gz, and the
+  tissue fractions of every MRSI voxel, mrsi_seg_{gm,wm,csf}.nii.gz (named as FSL-MRS's
+  ``mrsi_segmentation`` writes them).
 * ``lcmodel/sub-<label>_slice-<k>.csv``: LCModel-style CSV of each slice (k = 1 ... 6).
 
 The fit results are not copied from the truth: they are the fit of the written spectra by
@@ -197,7 +199,7 @@ def write_phantom_mrs(
     resid = np.where(mask[..., None], data - model, 0)
     for part, arr in (("fit", model), ("residual", resid), ("baseline", np.zeros_like(data))):
         jobs.append((_nifti_mrs(arr, affine, f0), fm / "fit" / f"{part}.nii.gz"))
-    jobs.extend(_fit_maps(fit, names, idx, shape, affine, f0, mask, fm))
+    jobs.extend(_fit_maps(fit, names, idx, shape, affine, mask, fm, phantom.mrsi_fractions))
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
@@ -222,7 +224,7 @@ def write_phantom_mrs(
     return PhantomMRS(out, conc, mask, excluded, fwhm_hz, sigma, affine, files, truth)
 
 
-def _fit_maps(fit, names, idx, shape, affine, f0, mask, fm: Path) -> list:
+def _fit_maps(fit, names, idx, shape, affine, mask, fm: Path, fractions) -> list:
     import nibabel as nib
 
     def img(values: np.ndarray) -> nib.Nifti1Image:
@@ -231,6 +233,13 @@ def _fit_maps(fit, names, idx, shape, affine, f0, mask, fm: Path) -> list:
         return nib.Nifti1Image(a, affine)
 
     jobs = [(nib.Nifti1Image(mask.astype(np.float32), affine), fm / "mask.nii.gz")]
+    for cls, frac in (fractions or {}).items():  # as FSL-MRS's mrsi_segmentation names them
+        jobs.append(
+            (
+                nib.Nifti1Image(frac.astype(np.float32), affine),
+                fm / f"mrsi_seg_{cls.lower()}.nii.gz",
+            )
+        )
     for m, name in enumerate(names):
         combined = {v[0]: v[1] for v in _NAMES.values()}[name]
         raw = fit.amplitude[:, m]
