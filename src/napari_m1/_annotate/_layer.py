@@ -41,7 +41,13 @@ __all__ = [
 ]
 
 SHAPES_LAYER_NAME = "M1 annotations"
-COLOURS = {"active": "#ffd400", "roi": "#00e5ff", "caliper": "#ff5cf0", "warn": "#ff3b30"}
+COLOURS = {
+    "active": "#ffd400",
+    "roi": "#00e5ff",
+    "caliper": "#ff5cf0",
+    "mrsi_voxel": "#7cff6b",
+    "warn": "#ff3b30",
+}
 #: Outline width in screen pixels, at any zoom.
 EDGE_PX = 2.0
 LABEL_MODES = ("short", "all", "off")
@@ -61,11 +67,12 @@ def annotation_to_shape(
 ) -> tuple[np.ndarray, str]:
     """napari shape of an annotation: vertices on the grid of ``ras_affine`` (index, (n, 3))
     and shape type (a ROI is the ellipse inscribed in its 4 corners ``c -+ u -+ v``)."""
-    if ann.kind == "roi":
+    if ann.kind in ("roi", "mrsi_voxel"):  # an MRSI voxel: its square on the slice
         c = ann.centre_ras
         u, v = ann.semi_axes_ras
         corners = np.array([c - u - v, c + u - v, c + u + v, c - u + v])
-        return ras_to_index(corners, ras_affine, inverse=inverse), "ellipse"
+        shape = "ellipse" if ann.kind == "roi" else "rectangle"
+        return ras_to_index(corners, ras_affine, inverse=inverse), shape
     return ras_to_index(ann.points, ras_affine, inverse=inverse), "line"
 
 
@@ -73,6 +80,8 @@ def shape_to_annotation(
     slot: str, verts: Any, kind: str, ras_affine: Any, *, author: str = ""
 ) -> Annotation | None:
     """Inverse of :func:`annotation_to_shape` (None for a degenerate shape)."""
+    if kind == "mrsi_voxel":
+        return None  # a voxel is not dragged: it is re-placed (Shift-R) on the MRSI grid
     pts = index_to_ras(np.asarray(verts, dtype=float)[:, -3:], ras_affine)
     try:
         if kind == "roi":
