@@ -178,6 +178,11 @@ class MRSIView:
                 done.add(id(src))
             self._apply(layer, src, name)
         self.thresholds_changed.emit(thresholds)
+        from ._annotate import find_controller
+
+        ctl = find_controller(self.viewer)
+        if ctl is not None and ctl.has_case:
+            ctl.case.maps_changed.emit()  # re-measure: rows carry the new exclusions
 
     def _apply(self, layer: Any, src: MRSISource, name: str) -> None:
         rmap = next((r for r in src.maps if r.name == name), None)

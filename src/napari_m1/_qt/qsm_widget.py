@@ -184,6 +184,8 @@ class QSMWidget(QWidget):
         """A case was opened: show its B0 (sidecar MagneticFieldStrength / case.json)."""
         gre = _find_layer(self.viewer, "gre")
         raw = LayerMeta.of(gre).raw if gre is not None else {}
+        if gre is None:
+            return
         b0 = raw.get("b0_tesla")
         if isinstance(b0, (int, float)) and 0.1 <= b0 <= 20:
             case = (float(b0), str(raw.get("b0_from", "the case")))
@@ -191,6 +193,10 @@ class QSMWidget(QWidget):
                 self._b0_case = case
                 self.b0.value = case[0]
                 self.b0.tooltip = f"{case[0]:g} T from {case[1]}"
+        elif self._b0_case is not None:  # another case, which does not say: the default
+            self._b0_case = None
+            self.b0.value = DEFAULT_B0_T
+            self.b0.tooltip = f"Not in the case: {DEFAULT_B0_T:g} T assumed"
 
     def _on_reference(self, value: str) -> None:
         """'roi' picked: make sure there is a Labels layer to paint the reference region in."""

@@ -7,7 +7,7 @@ Two methods, both on a zero-padded grid (:func:`napari_m1.qsm._fourier.pad_shape
 - :func:`tv_admm` — total-variation regularised inversion by ADMM with the closed-form
   chi update of Bilgic et al. (MRM 2014):
   ``min 1/2 ||F^-1 D F chi - f||^2 + lambda ||grad chi||_1``.
-  float32, ``rfftn``, every buffer allocated once and reused.
+  float32, ``rfftn``, one FFT pair per iteration, the work buffers allocated once.
 
 Both return chi in the caller's voxel order and shape, zero outside ``mask``.
 """
@@ -161,6 +161,8 @@ def tv_admm(
     w = _fft_workers()
     h = [float(v) for v in voxel_size_mm]
 
+    if cancel is not None and cancel():
+        raise Cancelled
     d = dipole_kernel(ps, voxel_size_mm, b0_dir)
     e = gradient_ft(ps, voxel_size_mm)
     denom = d * d
@@ -169,6 +171,8 @@ def tv_admm(
     denom[0, 0, 0] = 1.0  # mean of chi is undetermined: keep it at 0 (numerator is 0 there)
     inv_denom = (1.0 / denom).astype(np.float32)
     del denom, e
+    if cancel is not None and cancel():
+        raise Cancelled
     f = pad(np.where(mask, local_field_ppm, 0), ps)
     dtf = rfftn(f, workers=w)  # becomes D * F(f)
     dtf *= d

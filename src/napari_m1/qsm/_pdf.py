@@ -68,6 +68,7 @@ def pdf(
     shape = total_field_ppm.shape
     ps = tuple(padded_shape) if padded_shape is not None else pad_shape(shape, mask, b0_dir)
     w = _fft_workers()
+    check_cancel(cancel)
     d = dipole_kernel(ps, voxel_size_mm, b0_dir)
     m_pad = pad(mask, ps).astype(bool)
     out_pad = ~m_pad

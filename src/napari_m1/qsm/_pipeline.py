@@ -121,7 +121,8 @@ class QSMResult:
     chi_ppm : ndarray, shape (n0, n1, n2)
         Susceptibility (ppm), referenced, 0 outside ``mask``.
     mask : bool ndarray
-        Final mask: the input mask eroded by V-SHARP's smallest sphere.
+        Final mask: the input mask eroded by V-SHARP's smallest (RESHARP's) sphere; PDF keeps
+        the input mask.
     input_mask : bool ndarray
         The mask the field was computed in (automatic or given).
     total_field_ppm, local_field_ppm : ndarray
