@@ -360,7 +360,8 @@ class EditsMixin:
         if not final:  # live preview during a drag
             self._drag_preview[sid] = ann
             changed = self.engine.update(sid, ann) if self.engine is not None else (sid,)
-            self.measurements_changed.emit(changed or (sid,))
+            if changed:  # napari repeats the last position at release: nothing to redraw
+                self.measurements_changed.emit(changed)
             return
         try:
             self.annset.put(ann, action="move/resize")
