@@ -115,8 +115,8 @@ def write_fsl_mrsi_folder(
         zero = ~mask
         _save(molar, affine, root / "concs" / "molarity" / f"{stem}.nii.gz")
         _save(raw, affine, root / "concs" / "raw" / f"{stem}.nii.gz")
-        sd = np.where(zero, 0, raw * sd_pct / 100)
-        _save(sd, affine, root / "uncertainties" / f"{stem}_sd.nii.gz")
+        # %SD, as fsl_mrsi writes it (FitRes.getUncertainties' default); 0 outside the mask
+        _save(np.where(zero, 0, sd_pct), affine, root / "uncertainties" / f"{stem}_sd.nii.gz")
         _save(np.where(zero, 0, snr), affine, root / "qc" / f"{stem}_snr.nii.gz")
         _save(np.where(zero, 0, fwhm_ppm * sf), affine, root / "qc" / f"{stem}_fwhm.nii.gz")
     if write_mask:
