@@ -94,6 +94,22 @@ def shape_to_annotation(
         return None
 
 
+def _unproxied(layer: Any) -> Any:
+    """The layer itself: a dock's viewer is napari's public-only proxy, whose private
+    attribute access warns; the thumbnail switch below is private napari API."""
+    return getattr(layer, "__wrapped__", layer)
+
+
+def _allow_thumbnail(layer: Any, on: bool) -> bool:
+    """napari's responsiveness switch ``Shapes._allow_thumbnail_update`` (False when this
+    napari has none: then napari redraws the thumbnail after every move, as before)."""
+    real = _unproxied(layer)
+    if not hasattr(real, "_allow_thumbnail_update"):
+        return False
+    real._allow_thumbnail_update = on
+    return True
+
+
 class AnnotationLayer:
     """The annotation Shapes layer of one viewer (data coordinates = reference-grid index).
 
@@ -154,7 +170,7 @@ class AnnotationLayer:
         # napari redraws the layer-list thumbnail of every shape after each move (17 ms
         # with 100 ovals); it is redrawn here when shapes are added or removed instead
         # (napari's own responsiveness switch, see Shapes._allow_thumbnail_update)
-        self.layer._allow_thumbnail_update = False
+        _allow_thumbnail(self.layer, False)
         self.layer.events.data.connect(self._on_layer_data)
         self.created.emit(self.layer)
         from .._viewer import camera_of
@@ -236,14 +252,12 @@ class AnnotationLayer:
 
     def update_thumbnail(self) -> None:
         """Redraw the layer-list thumbnail (napari's own redraw after a move is off)."""
-        layer = self.layer
-        if layer is None or not hasattr(layer, "_allow_thumbnail_update"):
+        if self.layer is None or not _allow_thumbnail(self.layer, True):
             return
-        layer._allow_thumbnail_update = True
         try:
-            layer._update_thumbnail()
+            _unproxied(self.layer)._update_thumbnail()
         finally:
-            layer._allow_thumbnail_update = False
+            _allow_thumbnail(self.layer, False)
 
     def update(
         self,
