@@ -30,42 +30,37 @@ import statistics
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data"))
+
 
 def build(rng: np.random.Generator):
-    from napari_m1.annotation import caliper_annotation, roi_annotation
-    from napari_m1.measure import MapSource, MeasurementEngine
+    """The m1-7t protocol filled with 4 mm² ovals and short calipers on a 7T-sized case
+    (``tests/data/measure_cases.py``, the construction tests/test_measure.py checks)."""
+    from measure_cases import map_sources, random_annotation
+
+    from napari_m1.measure import MeasurementEngine
     from napari_m1.protocol import PROTOCOLS
 
-    shape = (60, 448, 448)
-    gre = rng.normal(400, 20, (2, *shape)).astype(np.float32)
-    qsm = rng.normal(0, 0.02, shape).astype(np.float32)
-    ras = np.zeros((4, 4))
-    ras[2, 0], ras[1, 1], ras[0, 2], ras[3, 3] = 2.0, 0.25, 0.25, 1.0
-    ras[:3, 3] = [-56.0, -76.0, -9.0]
-    mras = np.zeros((4, 4))
-    mras[2, 0], mras[1, 1], mras[0, 2], mras[3, 3] = 5.0, 5.0, 5.0, 1.0
-    mras[:3, 3] = [-57.5, -77.5, 36.0]
-    sources = [
-        MapSource("gre", "GRE", gre, ras, [10.0, 20.0], source_affine=ras),
-        MapSource("qsm", "QSM", qsm, ras),
-    ] + [
-        MapSource("mrsi", m, rng.uniform(1, 9, (6, 24, 24)).astype(np.float32), mras, None, m)
-        for m in ("NAA", "Cr", "Cho", "Glx")
-    ]
+    sources, ras = map_sources(
+        rng,
+        (60, 448, 448),
+        (6, 24, 24),
+        (-56.0, -76.0, -9.0),
+        (-57.5, -77.5, 36.0),
+        ("NAA", "Cr", "Cho", "Glx"),
+        dtype=np.float32,
+    )
     proto = PROTOCOLS["m1-7t"]
     engine = MeasurementEngine(sources, proto, case_label="bench")
-    anns = {}
     r = np.sqrt(4.0 / np.pi)
-    for s in proto.slots:
-        k = int(rng.integers(10, 50))
-        c = (ras @ np.r_[k, rng.uniform(100, 350), rng.uniform(100, 350), 1.0])[:3]
-        if s.kind == "roi":
-            anns[s.id] = roi_annotation(s.id, c, [r, 0, 0], [0, r, 0])
-        else:
-            anns[s.id] = caliper_annotation(s.id, c, c + np.array([1.2, 1.5, 0.0]))
+    anns = {
+        s.id: random_annotation(s, ras, rng, (10, 50), (100, 350), (100, 350), radius_mm=r)
+        for s in proto.slots
+    }
     engine.set_all(anns.values())
     return engine, anns, sources
 
@@ -150,31 +145,17 @@ def floor(sources, moves):
     return times
 
 
-def _brute_weights(centre, axes, n=12):
-    """One set of 12 x 12 supersampled weights, every sample tested (the definition)."""
-    c, a = np.asarray(centre, float), np.asarray(axes, float)
-    ainv = np.linalg.inv(a)
-    half = np.sqrt((a**2).sum(axis=1))
-    r0, r1 = int(np.floor(c[0] - half[0] - 0.5)), int(np.ceil(c[0] + half[0] + 0.5)) + 1
-    c0, c1 = int(np.floor(c[1] - half[1] - 0.5)), int(np.ceil(c[1] + half[1] + 0.5)) + 1
-    off = (np.arange(n) + 0.5) / n - 0.5
-    dr = (np.arange(r0, r1)[:, None] + off).ravel() - c[0]
-    dc = (np.arange(c0, c1)[:, None] + off).ravel() - c[1]
-    x0 = ainv[0, 0] * dr[:, None] + ainv[0, 1] * dc[None, :]
-    x1 = ainv[1, 0] * dr[:, None] + ainv[1, 1] * dc[None, :]
-    inside = x0 * x0 + x1 * x1 <= 1.0
-    return inside.reshape(r1 - r0, n, c1 - c0, n).mean(axis=(1, 3))
-
-
 def floor_bruteforce(sources, moves):
     """The floor as issue 17 defined it: windows + one brute-force set of 12x12 weights."""
+    from measure_cases import brute_weights
+
     ref = sources[0]
     times = []
     for m in moves:
         t0 = time.perf_counter()
         c = ref.inv_affine[:3, :3] @ m.centre_ras + ref.inv_affine[:3, 3]
         uv = m.semi_axes_ras @ ref.inv_affine[:3, :3].T
-        w = _brute_weights(c[1:], uv[:, 1:].T)
+        _corner, w = brute_weights(c[1:], uv[:, 1:].T)
         k = int(np.rint(c[0]))
         r, cc = int(c[1]) - w.shape[0] // 2, int(c[2]) - w.shape[1] // 2
         for src in sources:

@@ -7,9 +7,11 @@ Run (after `bash scripts/test.sh` has set up .venv):
 Builds a study database whose audit log has ``--entries`` entries (opens, answers and
 annotation changes of 20 readers, consistent with the stored data), then measures:
 
-* ``verify``: napari-m1's :meth:`Study.verify` (one read snapshot; stored annotations are
-  hashed as stored) against the **baseline** of the same checks with every stored
-  annotation parsed and re-serialised to JSON (how verify worked before);
+* ``verify``: napari-m1's :meth:`Study.verify` (one read snapshot; audit rows read through
+  the DB-API cursor; the chain hashed inline over the stored text; stored annotations
+  hashed as stored) against the **baseline** of verify as it worked before: every stored
+  annotation parsed and re-serialised to JSON, audit and annotation rows fetched through
+  SQLAlchemy, ``audit_hash`` and ``json.loads`` called per entry;
 * a reader's answer while verify runs: the longest time ``set_answer`` waited, against the
   baseline of verify's reads taking the write lock (``BEGIN IMMEDIATE``, as before).
 
@@ -95,15 +97,48 @@ def _reader_waits(study: Path, stop: threading.Event, waits: list[float]) -> Non
     s.close()
 
 
+def _chain_before(rows):
+    """The chain check as verify did it before: ``audit_hash`` called per entry."""
+    from napari_m1.session._db import GENESIS, audit_hash
+
+    problems, prev = [], GENESIS
+    for i, (seq, at, actor, event, pseudonym, details, prev_hash, hash_) in enumerate(rows, 1):
+        if seq != i:
+            problems.append(f"entry {i}: sequence number {seq}")
+        if prev_hash != prev:
+            problems.append(f"entry {seq}: previous-hash link broken")
+        if audit_hash(prev_hash, seq, at, actor, event, pseudonym, details) != hash_:
+            problems.append(f"entry {seq} ({event}): content does not match its hash")
+        prev = hash_
+    return problems
+
+
+def _fetch_before(conn):
+    """Audit rows as verify read them before: a SQLAlchemy select, a tuple per row."""
+    import sqlalchemy as sa
+
+    from napari_m1.session._coordinator_store import AUDIT_COLUMNS
+
+    a = sa.table("audit", *(sa.column(n) for n in AUDIT_COLUMNS))
+    return [tuple(r) for r in conn.execute(sa.select(*a.c).order_by(a.c.seq))]
+
+
 def timed_verify(study: Path, *, old: bool) -> tuple[float, float, bool]:
     """(verify seconds, longest reader wait during it, ok)."""
     from napari_m1.session import Study, _verify
+    from napari_m1.session import _coordinator_store as _cs
     from napari_m1.session._common import annotation_digest
 
     st = Study(study)
-    if old:  # the previous behaviour: re-serialise every annotation, reads lock writers
-        real_digest = _verify._digest
+    if old:  # the previous verify: re-serialise every annotation, reads lock writers,
+        # rows through SQLAlchemy, audit_hash() and json.loads() per entry
+        saved = (_verify._digest, _verify._check_chain, _verify._loads)
+        saved_cs = (_cs._fetch_audit, _cs._fetch_annotations)
         _verify._digest = lambda text, logged: annotation_digest(json.loads(text)) == logged
+        _verify._check_chain = _chain_before
+        _verify._loads = json.loads
+        _cs._fetch_audit = _fetch_before
+        _cs._fetch_annotations = st._store._all_annotations
         st._db.snapshot = st._db.tx  # its reads under the write lock (BEGIN IMMEDIATE)
 
     stop, waits = threading.Event(), []
@@ -119,7 +154,8 @@ def timed_verify(study: Path, *, old: bool) -> tuple[float, float, bool]:
     t.join()
     st.close()
     if old:
-        _verify._digest = real_digest
+        _verify._digest, _verify._check_chain, _verify._loads = saved
+        _cs._fetch_audit, _cs._fetch_annotations = saved_cs
     return dt, max(during, default=0.0), res.ok
 
 

@@ -133,3 +133,57 @@ def test_no_phase_is_a_one_line_message(make_napari_viewer, phantom_case, qtbot)
     with qtbot.waitSignal(widget.failed, timeout=5000) as blocker:
         widget.run_button.click()
     assert "no GRE phase" in blocker.args[0] and "qsm" not in viewer.layers
+
+
+def test_b0_from_the_case_options_and_roi_reference(
+    make_napari_viewer, als_phase_case, qtbot, tmp_path, shots
+):
+    """B0 comes from the case's sidecars (here edited to 3 T); the method options and the
+    ROI reference painted in the 'qsm reference' layer reach the reconstruction."""
+    import shutil
+
+    case = tmp_path / "case3t"
+    shutil.copytree(als_phase_case, case)
+    for side in case.glob("*_MEGRE.json"):
+        meta = json.loads(side.read_text())
+        meta["MagneticFieldStrength"] = 3
+        side.write_text(json.dumps(meta))
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1600, 1000)
+    widget = _open(viewer, qtbot, case)
+    assert widget.b0.value == 3.0 and "sidecar MagneticFieldStrength" in widget.b0.tooltip
+
+    widget.preset.value = "fast"
+    widget.background.value = "pdf"
+    widget.dipole.value = "iswim"
+    widget.reference.value = "roi"
+    assert "qsm reference" in viewer.layers  # an empty Labels layer to paint in
+    with qtbot.waitSignal(widget.failed, timeout=5000) as blocker:
+        widget.run_button.click()
+    assert "empty" in blocker.args[0]
+
+    ref = viewer.layers["qsm reference"]
+    painted = np.zeros(ref.data.shape, np.uint8)
+    n0, n1, n2 = painted.shape
+    c0, c1, c2 = n0 // 2, n1 // 2, n2 // 2
+    painted[c0 - 2 : c0 + 2, c1 - 20 : c1 + 20, c2 - 20 : c2 + 20] = 1
+    ref.data = painted
+    widget.run(block=True)
+    res = widget.result
+    assert res is not None and res.params.background == "pdf" and res.params.dipole == "iswim"
+    assert res.info["b0_tesla"] == 3.0 and res.info["reference"]["method"].startswith("ROI")
+    sel = (painted > 0) & res.mask
+    assert abs(float(res.chi_ppm[sel].mean())) < 1e-5
+    assert "research" in res.info["dipole"]["method"] and "research" in widget.status.text()
+    from qtpy.QtWidgets import QDockWidget
+
+    dock = widget
+    while dock is not None and not isinstance(dock, QDockWidget):
+        dock = dock.parent()
+    dock.raise_()  # the QSM dock is tabbed with the case dock: show it
+    qtbot.wait(200)
+    viewer.window.screenshot(str(shots / "qsm-dock-options.png"), canvas_only=False)
+    out = widget.save(tmp_path / "saved")
+    saved = json.loads((out / "qsm.json").read_text())
+    assert saved["inputs"]["b0_from"].endswith("sidecar MagneticFieldStrength")
+    assert saved["params"]["reference"] == "roi" and saved["stages"]["b0_tesla"] == 3.0

@@ -249,6 +249,8 @@ def test_window_level_drag_per_echo_and_hover_readout(make_napari_viewer, phanto
     assert f"QSM χ: {want_chi:.0f} ppb" in text, text
     assert "RAS (" in text and text.rstrip().endswith("L")
     assert viewer.canvas.overlays["m1_readout"].text == text
+    # no box: napari relinks a boxed overlay's shader on each text change (every mouse move)
+    assert viewer.canvas.overlays["m1_readout"].box is False
 
 
 def test_minip_side_by_side_and_orthogonal_views(make_napari_viewer, phantom_case, qtbot, shots):
@@ -412,6 +414,16 @@ def test_summary_precision_incremental_table_and_profile(make_napari_viewer, pha
     assert readout.startswith("RAS (") and "a.u." not in readout
     set_numbers_hidden(viewer, False)
     assert mw.tabs.isVisible()
+
+    # no caliper at all: the empty profile is drawn once, not again on every ROI edit
+    from napari_m1.protocol import Protocol, Slot
+
+    ctl.reconfigure(protocol=Protocol("rois", "ROIs", (Slot("L_hand_roi", "roi", "hand", "L"),)))
+    assert mw.profile_slot() is None
+    ctl.place_roi_at(ctl.ras_to_world(regions[("hand", "L")]["centre_ras_mm"]))
+    draws = mw.profile_draws
+    ctl.place_roi_at(ctl.ras_to_world(moved * (-1, 1, 1)), slot="L_hand_roi")
+    assert ctl.annset.get("L_hand_roi") is not None and mw.profile_draws == draws
 
 
 # ---------------------------------------------------------------------- the whole protocol

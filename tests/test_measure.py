@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from skimage.draw import ellipse as sk_ellipse
 
+from data.measure_cases import brute_weights, map_sources, random_annotation
 from napari_m1.annotation import caliper_annotation, roi_annotation
 from napari_m1.geometry import canonical_reorientation
 from napari_m1.measure import (
@@ -276,49 +277,20 @@ def test_profile_without_band_says_so():
 # ----------------------------------------------------------------------------- live engine
 
 
-def _brute_weights(centre, axes, n=12):
-    """The definition: n x n sample points per pixel, the fraction inside the oval."""
-    c, a = np.asarray(centre, float), np.asarray(axes, float)
-    ainv = np.linalg.inv(a)
-    half = np.sqrt((a**2).sum(axis=1))
-    r0, r1 = int(np.floor(c[0] - half[0] - 0.5)), int(np.ceil(c[0] + half[0] + 0.5)) + 1
-    c0, c1 = int(np.floor(c[1] - half[1] - 0.5)), int(np.ceil(c[1] + half[1] + 0.5)) + 1
-    off = (np.arange(n) + 0.5) / n - 0.5
-    dr = (np.arange(r0, r1)[:, None] + off).ravel() - c[0]
-    dc = (np.arange(c0, c1)[:, None] + off).ravel() - c[1]
-    x0 = ainv[0, 0] * dr[:, None] + ainv[0, 1] * dc[None, :]
-    x1 = ainv[1, 0] * dr[:, None] + ainv[1, 1] * dc[None, :]
-    inside = x0 * x0 + x1 * x1 <= 1.0
-    return (r0, c0), inside.reshape(r1 - r0, n, c1 - c0, n).mean(axis=(1, 3))
-
-
 @pytest.mark.parametrize(("centre", "angle", "ab"), CASES[::4])
 def test_ellipse_weights_equal_the_supersampling_definition(centre, angle, ab):
-    (r0, c0), want = _brute_weights(centre, _axes(*ab, angle))
+    (r0, c0), want = brute_weights(centre, _axes(*ab, angle))
     got = ellipse_weights(centre, _axes(*ab, angle), (64, 64))
     assert (got.rows.start, got.cols.start) == (r0, c0)
     np.testing.assert_allclose(got.weights, want, atol=1e-12)
 
 
 def _protocol_engine(rng):
-    gre = rng.normal(400, 20, (2, 12, 80, 80))
-    qsm = rng.normal(0, 0.02, (12, 80, 80))
-    ras = np.array([[0, 0, 0.25, -10], [0, 0.25, 0, -10], [2, 0, 0, 20], [0, 0, 0, 1.0]])
-    mras = np.array([[0, 0, 5, -12.5], [0, 5, 0, -12.5], [5, 0, 0, 17.5], [0, 0, 0, 1.0]])
-    srcs = [
-        MapSource("gre", "g", gre, ras, [10.0, 20.0], source_affine=ras),
-        MapSource("mrsi", "NAA", rng.uniform(1, 9, (6, 5, 5)), mras, None, "NAA"),
-        MapSource("qsm", "q", qsm, ras),
-        MapSource("mrsi", "Cr", rng.uniform(1, 9, (6, 5, 5)), mras, None, "Cr"),
-    ]
-    return srcs, ras
+    return map_sources(rng, (12, 80, 80), (6, 5, 5), (-10, -10, 20), (-12.5, -12.5, 17.5))
 
 
 def _random_ann(slot, ras, rng):
-    c = (ras @ np.r_[rng.integers(2, 10), rng.uniform(15, 65), rng.uniform(15, 65), 1])[:3]
-    if slot.kind == "caliper":
-        return caliper_annotation(slot.id, c, c + np.array([1.0, 1.5, 0]))
-    return roi_annotation(slot.id, c, [rng.uniform(0.6, 1.5), 0, 0], [0, 1.1, 0])
+    return random_annotation(slot, ras, rng, (2, 10), (15, 65), (15, 65))
 
 
 def _strip(rows):

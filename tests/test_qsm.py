@@ -24,6 +24,7 @@ from napari_m1.qsm import (
     run_qsm,
     template_unwrap,
     tkd,
+    tv_admm,
     unwrap_laplacian,
     unwrap_path,
     vsharp,
@@ -108,12 +109,7 @@ def test_pad_shape_fast_lengths_and_thin_slab():
     assert ps == tuple(next_fast_len(n, real=True) for n in (100 + 50, 90 + 16, 20 + 16))
 
 
-def test_padding_to_fast_lengths_costs_under_2_percent():
-    """A head inside the field of view: next_fast_len only vs doubling every axis.
-
-    Padding error = how much worse the map gets against the truth (NRMSE points): < 2.
-    The maps themselves differ by ~7 % NRMSE (TKD's kernel wraps around), a smooth
-    difference that is small next to the inversion's own error (~42 %)."""
+def _padding_case():
     from scipy.fft import irfftn, rfftn
     from scipy.ndimage import gaussian_filter
 
@@ -121,15 +117,53 @@ def test_padding_to_fast_lengths_costs_under_2_percent():
     head = ellipsoid(shape, 0.4)
     rng = np.random.default_rng(3)
     chi = gaussian_filter(rng.normal(0, 1, shape), 2.0) * head * 0.05
-    big = tuple(2 * n for n in shape)
+    big = tuple(2 * n for n in shape)  # the forward field is computed without wrap-around
     field = irfftn(rfftn(chi, s=big) * dipole_kernel(big, vs, (0, 0, 1)), s=big)
-    field = field[: shape[0], : shape[1], : shape[2]]
+    return shape, vs, head, chi, field[: shape[0], : shape[1], : shape[2]]
+
+
+def test_padding_to_fast_lengths_costs_under_2_percent():
+    """The padding error, defined against the truth: a head inside the field of view,
+    padded only to fast lengths (here: none) vs doubling every axis, changes TKD's NRMSE
+    against the true chi by < 2 points (measured: 42.0 vs 41.8 %)."""
+    shape, vs, head, chi, field = _padding_case()
+    big = tuple(2 * n for n in shape)
     small = pad_shape(shape, head, (0, 0, 1))
     assert small == (90, 100, 50)  # already fast lengths, nothing added
     a = tkd(field, head, vs, (0, 0, 1), padded_shape=small)
     b = tkd(field, head, vs, (0, 0, 1), padded_shape=big)
-    assert nrmse(a, chi, head) - nrmse(b, chi, head) < 2.0
-    assert nrmse(a, b, head) < 10.0
+    assert abs(nrmse(a, chi, head) - nrmse(b, chi, head)) < 2.0
+
+
+@pytest.mark.slow
+def test_padding_map_differences_are_sampling_and_wraparound():
+    """Why padded and doubled *maps* differ by ~7 % NRMSE although both are equally far
+    from the truth (docs/qsm.md, "Padding"):
+
+    - TKD: its thresholded kernel is sampled on a different k-space grid for every FFT
+      size, so even doubled vs tripled maps differ by > 1 % NRMSE: a map-to-map 2 % bound
+      cannot be met by any padding, and measures k-space sampling, not padding error.
+    - TV (no threshold): the difference is wrap-around and falls with the margin
+      (~6 % with none, < 2 % with 32 voxels, doubled vs tripled < 1 %), while the error
+      against the truth changes by < 2 points throughout.
+    """
+    from scipy.fft import next_fast_len
+
+    shape, vs, head, chi, field = _padding_case()
+    big = tuple(2 * n for n in shape)
+    huge = tuple(3 * n for n in shape)
+    small = pad_shape(shape, head, (0, 0, 1))
+    k2, k3 = (tkd(field, head, vs, (0, 0, 1), padded_shape=ps) for ps in (big, huge))
+    assert nrmse(k2, k3, head) > 1.0  # sampling floor of the thresholded kernel
+    tv = {}
+    margin32 = tuple(next_fast_len(n + 32, real=True) for n in shape)
+    for name, ps in (("small", small), ("margin32", margin32), ("big", big), ("huge", huge)):
+        tv[name] = tv_admm(field, head, vs, (0, 0, 1), lam=7e-5, padded_shape=ps)[0]
+    e_truth = {k: nrmse(v, chi, head) for k, v in tv.items()}
+    assert max(e_truth.values()) - min(e_truth.values()) < 2.0, e_truth
+    assert nrmse(tv["huge"], tv["big"], head) < 1.0
+    assert nrmse(tv["margin32"], tv["big"], head) < 2.0
+    assert 2.0 < nrmse(tv["small"], tv["big"], head) < 10.0  # the documented wrap-around
 
 
 def smooth_phase(shape, vs):

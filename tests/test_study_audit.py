@@ -465,3 +465,30 @@ def test_read_only_copy_with_a_pending_write_ahead_log_is_refused_clearly(readon
     assert r.returncode == 2, r.stdout
     (line,) = r.stderr.strip().splitlines()
     assert "read-only" in line and "copy the whole study folder" in line, line
+
+
+def test_verify_hashes_the_stored_text_exactly_as_audit_hash():
+    """verify's inline chain check agrees with ``audit_hash`` on awkward text (quotes,
+    backslashes, non-ASCII, control characters, no pseudonym), and catches one changed
+    character in any field."""
+    from napari_m1.session._coordinator_store import Snapshot
+    from napari_m1.session._db import GENESIS, audit_hash
+    from napari_m1.session._verify import verify_snapshot
+
+    entries = [
+        ("2024-01-01T00:00:00.000+00:00", "coordinator", "study_init", None, '{"n": 1}'),
+        ("2024-01-01T00:00:01.000+00:00", 'R"1\\', "open", "P-ü", "{}"),
+        ("2024-01-01T00:00:02.000+00:00", "Rø", "refused", "P\n2", '{"why": "\\"x\\" é\\t"}'),
+    ]
+    rows, prev = [], GENESIS
+    for seq, (at, actor, ev, pseudo, det) in enumerate(entries, start=1):
+        h = audit_hash(prev, seq, at, actor, ev, pseudo, det)
+        rows.append((seq, at, actor, ev, pseudo, det, prev, h))
+        prev = h
+    res = verify_snapshot(Snapshot(rows, [], [], "ok"))
+    assert res.ok and res.last_hash == prev, res.problems
+    for field in range(1, 6):
+        bad = [list(r) for r in rows]
+        bad[1][field] = (bad[1][field] or "") + "x"
+        res = verify_snapshot(Snapshot([tuple(r) for r in bad], [], [], "ok"))
+        assert not res.ok and any("entry 2" in p for p in res.problems), field

@@ -62,6 +62,9 @@ class FileAnnotationStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        # slot -> (annotation, its JSON line): annotations are immutable, so an edit
+        # serialises the one changed annotation, not all of them
+        self._lines: dict[str, tuple[Annotation, str]] = {}
 
     def __repr__(self) -> str:
         return f"FileAnnotationStore({str(self.path)!r})"
@@ -74,23 +77,33 @@ class FileAnnotationStore:
 
     def save(self, annset: AnnotationSet, items: dict[str, Annotation], change: Change) -> None:
         """Rewrite the file with the state after the change."""
-        save_annotations(self.path, annset, items)
+        save_annotations(self.path, annset, items, line_cache=self._lines)
 
 
 # ----------------------------------------------------------------------------- the file
 def save_annotations(
-    path: str | os.PathLike[str], annset: AnnotationSet, items: dict[str, Annotation] | None = None
+    path: str | os.PathLike[str],
+    annset: AnnotationSet,
+    items: dict[str, Annotation] | None = None,
+    *,
+    line_cache: dict[str, tuple[Annotation, str]] | None = None,
 ) -> Path:
     """Write the set (or ``items`` under its header) as JSON Lines, atomically.
 
-    A half-written file never replaces a good one.
+    A half-written file never replaces a good one. ``line_cache`` (slot -> (annotation,
+    line)) reuses the lines of annotations serialised before (the same object).
     """
     items = annset.items if items is None else items
+    cache: dict[str, tuple[Annotation, str]] = {} if line_cache is None else line_cache
     lines = [json.dumps(annset.header(), ensure_ascii=False)]
     for slot in (*annset.protocol.slot_ids, MIDLINE_SLOT):
         a = items.get(slot)
-        if a is not None:
-            lines.append(json.dumps(a.to_json(), ensure_ascii=False))
+        if a is None:
+            continue
+        hit = cache.get(slot)
+        if hit is None or hit[0] is not a:
+            hit = cache[slot] = (a, json.dumps(a.to_json(), ensure_ascii=False))
+        lines.append(hit[1])
     return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
@@ -183,6 +196,7 @@ def load_annotations(
                 created_at=d.get("created_at", ""),
                 modified_at=d.get("modified_at", ""),
                 source=d.get("source", "loaded"),
+                voxel_ijk=d.get("voxel_ijk"),  # MRSI voxels only (absent in older files)
             )
             if ann.slot == MIDLINE_SLOT or ann.kind == "midline":
                 if (ann.slot, ann.kind) != (MIDLINE_SLOT, "midline"):

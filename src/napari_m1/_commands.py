@@ -25,15 +25,35 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         with_phase=args.phase,
         label=args.label,
         force=args.force,
+        with_mrs=args.mrs or args.mrs_noise_free,
+        mrs_noise=not args.mrs_noise_free,
     )
     print(f"wrote {args.group} phantom (seed {args.seed}) to {out}")
     return 0
 
 
+def _add_qc_arguments(p: argparse.ArgumentParser) -> None:
+    """``--max-sd-pct``, ``--max-fwhm-ppm``, ``--min-snr``: MRSI ratio-map QC thresholds."""
+    g = p.add_argument_group("MRSI quality control (ratio maps of an fsl_mrsi output)")
+    g.add_argument(
+        "--max-sd-pct", type=float, default=20.0, help="exclude %%SD (CRLB) above (default 20)"
+    )
+    g.add_argument(
+        "--max-fwhm-ppm", type=float, default=0.1, help="exclude FWHM above, ppm (default 0.1)"
+    )
+    g.add_argument("--min-snr", type=float, default=5.0, help="exclude S/N below (default 5)")
+
+
+def _qc_thresholds(args: argparse.Namespace) -> Any:
+    from .mrsi import QCThresholds
+
+    return QCThresholds(args.max_sd_pct, args.max_fwhm_ppm, args.min_snr)
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from .io import case_summary, load_case
 
-    case = load_case(args.case_dir)
+    case = load_case(args.case_dir, mrsi_thresholds=_qc_thresholds(args))
     for w in case.warnings:
         print(f"warning: {w}", file=sys.stderr)
     rows = case_summary(case)
@@ -60,7 +80,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     from .measure import case_fingerprint_of, engine_for_case, write_measurements_csv
 
     check_outputs([args.out], [args.annotations, args.case_dir])
-    case = load_case(args.case_dir)
+    case = load_case(args.case_dir, mrsi_thresholds=_qc_thresholds(args))
     check_outputs([args.out], case_input_files(case.files))
     fp = case_fingerprint_of(case)
     try:
@@ -97,6 +117,15 @@ def register(subparsers: Any) -> None:
     s.add_argument("--slices", type=int, default=60, help="axial slices, even, >= 16")
     s.add_argument("--phase", action="store_true", help="also write GRE phase images")
     s.add_argument(
+        "--mrs",
+        action="store_true",
+        help="also write MRSI spectra (NIfTI-MRS), an fsl_mrsi folder and LCModel CSVs "
+        "with planted QC failures",
+    )
+    s.add_argument(
+        "--mrs-noise-free", action="store_true", help="as --mrs, without noise in the spectra"
+    )
+    s.add_argument(
         "--label",
         help="subject label in the file names (default names the group: "
         "pass a neutral one for blinded studies)",
@@ -111,6 +140,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="print JSON: the layers and, for an fsl_mrsi output, each ratio map's QC summary",
     )
+    _add_qc_arguments(i)
     i.set_defaults(func=_cmd_info)
 
     m = subparsers.add_parser("measure", help="recompute every measurement from saved annotations")
@@ -124,6 +154,7 @@ def register(subparsers: Any) -> None:
         help="measure annotations written for another case (a deliberate transfer; "
         "the geometry is still checked against this case's grid)",
     )
+    _add_qc_arguments(m)
     m.set_defaults(func=_cmd_measure)
 
     d = subparsers.add_parser(

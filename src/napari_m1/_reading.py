@@ -354,8 +354,16 @@ class ReadingTools:
         if self._readout is None:
             from napari.components.overlays import TextOverlay
 
+            # box=False: napari re-lays a boxed overlay out on every text change, which
+            # relinks the box's shader program (~40-150 ms per frame under software GL)
+            # — the readout changes on every mouse move, so a box would tax every frame
             self._readout = TextOverlay(
-                text="", position="bottom_left", visible=True, font_size=9, color="#e8e8a0"
+                text="",
+                position="bottom_left",
+                visible=True,
+                font_size=9,
+                color="#e8e8a0",
+                box=False,
             )
             self.viewer.canvas.overlays[READOUT_KEY] = self._readout
         return self._readout

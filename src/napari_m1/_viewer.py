@@ -102,12 +102,18 @@ def case_image_layers(viewer: Any) -> list[Any]:
 
 def reusable_layers(layers: Sequence[Any], todo: Sequence[tuple[Any, dict[str, Any], str]]) -> int:
     """How many leading ``layers`` can take the leading layer-data tuples of ``todo`` in
-    place (:func:`swap_layer`): same kind, same name and same number of dimensions."""
+    place (:func:`swap_layer`): same kind, same name and same number of dimensions.
+
+    QC'd MRSI ratio layers are never reused: the MRSI view sets them up (thresholds,
+    the "excluded (reason)" layer) when they are inserted.
+    """
     n = 0
     for ly, (data, kw, _) in zip(layers, todo, strict=False):
         md = LayerMeta.of(ly)
         new = LayerMeta.of(kw["metadata"])
         if md is None or new is None or md.kind != new.kind or ly.name != kw["name"]:
+            break
+        if md.raw.get("mrsi_ratio") or new.raw.get("mrsi_ratio"):
             break
         if getattr(ly, "rgb", False) or ly.data.ndim != np.ndim(data):
             break

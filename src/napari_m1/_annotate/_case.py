@@ -45,7 +45,15 @@ def build_engine(
             tes = list(m.echo_times_ms) if m.echo_times_ms is not None else None
             sources.append(
                 MapSource(
-                    m.kind, ly.name, ly.data, m.ras_affine, tes, m.metabolite, m.source_affine
+                    m.kind,
+                    ly.name,
+                    ly.data,
+                    m.ras_affine,
+                    tes,
+                    m.metabolite,
+                    m.source_affine,
+                    aux=m.raw.get("aux") or None,
+                    meta=m.raw,  # the live dict: QC thresholds as the GUI re-masks
                 )
             )
     sources.sort(key=lambda src: src.name != ref.name)  # the reference GRE first

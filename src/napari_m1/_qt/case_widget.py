@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._mrsi_view import get_mrsi_view
 from .._reading import get_reading_tools
 from .._viewer import (
     StagedCaseLayers,
@@ -76,6 +77,8 @@ class CaseWidget(QWidget):
         self.viewer = napari_viewer
         self.orientation = get_orientation(napari_viewer)
         get_reading_tools(napari_viewer)  # slice keys, window/level drag, hover readout
+        # MRSI ratio layers get their hidden "excluded (reason)" layer after the first frame
+        get_mrsi_view(napari_viewer).defer = lambda f: QTimer.singleShot(0, f)
         self._worker: Any = None
         self._staged: StagedCaseLayers | None = None
 

@@ -113,6 +113,10 @@ def _item(text: str) -> QTableWidgetItem:
     return it
 
 
+#: profile key meaning "redraw on the next refresh" (None means "no caliper, drawn")
+_STALE = object()
+
+
 class _IncrementalTable(QTableWidget):
     """A read-only table that changes only the cells whose text changed.
 
@@ -178,7 +182,7 @@ class MeasurementWidget(QWidget):
         self.ctl: AnnotationController = get_controller(napari_viewer)
         self._hide = bool(_HIDDEN.get(napari_viewer, False))
         self._last_caliper: str | None = None
-        self._profile_key: Any = None
+        self._profile_key: Any = _STALE
         self._long_dirty = True
         #: profile redraws so far (a test and benchmark seam)
         self.profile_draws = 0
@@ -252,7 +256,7 @@ class MeasurementWidget(QWidget):
         self._hide = bool(value)
         self.tabs.setVisible(not self._hide)
         self.hidden_label.setVisible(self._hide)
-        self._profile_key = None
+        self._profile_key = _STALE
         self._refresh()
 
     # ------------------------------------------------------------------ tables
@@ -284,39 +288,39 @@ class MeasurementWidget(QWidget):
         by_slot: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             by_slot.setdefault(r["slot"], []).append(r)
-        out = []
-        areas: list[str] = []
-        for s in proto.slots:
-            if s.role == "measure" and s.region not in areas:
-                areas.append(s.region)
         nan = float("nan")
-        for area in areas:
-            for hemi in ("L", "R"):
-                rec: dict[str, Any] = dict(
-                    area=area,
-                    hemisphere=hemi,
-                    norm_si=nan,
-                    norm_si_note="",
-                    thickness_mm=nan,
-                    chi_ppb=nan,
-                    ratio=nan,
-                    ratio_name=ratio or "",
-                )
-                for s in proto.slots:
-                    if s.region != area or s.hemisphere != hemi or s.role != "measure":
-                        continue
-                    for r in by_slot.get(s.id, []):
-                        kind = r.get("layer_kind")
-                        if s.kind == "caliper" and math.isnan(rec["thickness_mm"]):
-                            rec["thickness_mm"] = _f(r.get("thickness_mm"))
-                        elif kind == "gre" and r.get("echo") == echo:
-                            rec["norm_si"] = _f(r.get("normalised_si"))
-                            rec["norm_si_note"] = r.get("normalised_si_note") or ""
-                        elif kind == "qsm" and r.get("chi_ppm") is not None:
-                            rec["chi_ppb"] = 1000.0 * _f(r.get("chi_ppm"))
-                        elif kind == "mrsi" and ratio and r.get("metabolite") == ratio:
-                            rec["ratio"] = _f(r.get("mean"))
-                out.append(rec)
+        recs: dict[tuple[str, str], dict[str, Any]] = {}
+        for s in proto.slots:
+            if s.role == "measure" and (s.region, "L") not in recs:
+                for hemi in ("L", "R"):
+                    recs[(s.region, hemi)] = dict(
+                        area=s.region,
+                        hemisphere=hemi,
+                        norm_si=nan,
+                        norm_si_note="",
+                        thickness_mm=nan,
+                        chi_ppb=nan,
+                        ratio=nan,
+                        ratio_name=ratio or "",
+                    )
+        # one pass over the slots in protocol order (each area's and hemisphere's own
+        # slots in the same order as before): O(slots + rows), not areas x slots
+        for s in proto.slots:
+            rec = recs.get((s.region, s.hemisphere)) if s.role == "measure" else None
+            if rec is None:
+                continue
+            for r in by_slot.get(s.id, ()):
+                kind = r.get("layer_kind")
+                if s.kind == "caliper" and math.isnan(rec["thickness_mm"]):
+                    rec["thickness_mm"] = _f(r.get("thickness_mm"))
+                elif kind == "gre" and r.get("echo") == echo:
+                    rec["norm_si"] = _f(r.get("normalised_si"))
+                    rec["norm_si_note"] = r.get("normalised_si_note") or ""
+                elif kind == "qsm" and r.get("chi_ppm") is not None:
+                    rec["chi_ppb"] = 1000.0 * _f(r.get("chi_ppm"))
+                elif kind == "mrsi" and ratio and r.get("metabolite") == ratio:
+                    rec["ratio"] = _f(r.get("mean"))
+        out = list(recs.values())
         return out
 
     def _refresh(self, *args: Any) -> None:
@@ -378,7 +382,7 @@ class MeasurementWidget(QWidget):
     # ------------------------------------------------------------------ profile
     def _on_case_changed(self) -> None:
         self._last_caliper = None
-        self._profile_key = None
+        self._profile_key = _STALE
         self._refresh_echoes()
 
     def _on_annotation_changed(self, slot_id: str) -> None:
@@ -428,14 +432,15 @@ class MeasurementWidget(QWidget):
 
     def _refresh_profile(self) -> None:
         sid = self.profile_slot() if self.ctl.has_case else None
-        prof, sug = self.ctl.profile(sid, echo=self.current_echo()) if sid else (None, None)
-        key = None
-        if prof is not None:
-            key = (sid, self.current_echo(), prof.length_mm, hash(prof.values.tobytes()))
+        ann = self.ctl.shown(sid) if sid else None
+        echo = self.current_echo()
+        # annotations are immutable: the same object on the same echo is the same profile,
+        # so an edit of another slot neither resamples nor redraws it
+        if self._profile_key is not _STALE and self._profile_key == (sid, echo, ann):
+            return
+        prof, sug = self.ctl.profile(sid, echo=echo) if sid else (None, None)
         self.accept_button.setEnabled(bool(prof is not None and sug.ok))
-        if key == self._profile_key and key is not None:
-            return  # same caliper, same echo: nothing to redraw
-        self._profile_key = key
+        self._profile_key = (sid, echo, ann)
         self._draw_profile(sid, prof, sug)
 
     def _draw_profile(self, sid: str | None, prof: Any, sug: Any) -> None:

@@ -1,12 +1,14 @@
 """Dock widget "QSM": reconstruct susceptibility from the open case's multi-echo GRE.
 
-Parameters are a magicgui form (preset, B0, unwrapping, inversion, TV weight, ...);
+Parameters are a magicgui form (preset, B0 — taken from the case's sidecars or case.json
+when they give it —, unwrapping, background removal, inversion, reference, TV weight, ...);
 the reconstruction (:func:`napari_m1.qsm.run_qsm`) runs in a napari worker thread with a
 progress bar (pipeline steps plus a 0.5 s elapsed-time tick) and a Cancel button that
 stops the worker at its next slice / sphere / iteration and frees the dock at once.
 The result appears as an image layer ``qsm`` on the GRE grid and the brain mask as an
 editable Labels layer ``qsm mask`` (1 = final mask, 2 = rim removed by V-SHARP); with
-"use mask layer" ticked the next run uses the edited mask.
+"use mask layer" ticked the next run uses the edited mask. The *roi* reference is the
+region painted in the Labels layer ``qsm reference`` (added, empty, when it is picked).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 
 QSM_LAYER = "qsm"
 MASK_LAYER = "qsm mask"
+REFERENCE_LAYER = "qsm reference"
+#: B0 the form shows when the case does not say (the project's scanners are 7 T).
+DEFAULT_B0_T = 7.0
 
 
 def _find_layer(viewer: Any, kind: str) -> Any:
@@ -81,9 +86,20 @@ class QSMWidget(QWidget):
         self.viewer = napari_viewer
         d = PRESETS["default"]
         self.preset = ComboBox(label="preset", choices=["default", "fast"], value="default")
-        self.b0 = FloatSpinBox(label="B0 (T)", value=7.0, min=0.1, max=20.0, step=0.5)
+        self.b0 = FloatSpinBox(label="B0 (T)", value=DEFAULT_B0_T, min=0.1, max=20.0, step=0.5)
+        self.b0.tooltip = "Taken from the case (sidecar MagneticFieldStrength / case.json)"
+        self._b0_case: tuple[float, str] | None = None  # (tesla, where) from the open case
         self.unwrap = ComboBox(label="unwrapping", choices=["path", "laplacian", "path3d"])
-        self.dipole = ComboBox(label="inversion", choices=["tv", "tkd"])
+        self.background = ComboBox(label="background", choices=["vsharp", "resharp", "pdf"])
+        self.dipole = ComboBox(
+            label="inversion",
+            choices=[("tv", "tv"), ("tkd", "tkd"), ("iswim (research)", "iswim")],
+        )
+        self.reference = ComboBox(label="reference", choices=["mean", "csf", "roi", "none"])
+        self.reference.tooltip = (
+            "χ = 0 at: mean = the whole final mask; csf = CSF (long T2*); roi = the region "
+            f"painted in the '{REFERENCE_LAYER}' Labels layer; none = not referenced"
+        )
         self.tv_lambda = FloatSpinBox(
             label="TV λ", value=d.tv_lambda, min=1e-6, max=1e-2, step=1e-5
         )
@@ -102,7 +118,9 @@ class QSMWidget(QWidget):
                 self.preset,
                 self.b0,
                 self.unwrap,
+                self.background,
                 self.dipole,
+                self.reference,
                 self.tv_lambda,
                 self.tv_iterations,
                 self.tkd_threshold,
@@ -111,6 +129,7 @@ class QSMWidget(QWidget):
             ]
         )
         self.preset.changed.connect(self._on_preset)
+        self.reference.changed.connect(self._on_reference)
 
         self.run_button = QPushButton("Reconstruct QSM")
         self.cancel_button = QPushButton("Cancel")
@@ -148,6 +167,8 @@ class QSMWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(lambda: self.save())
         self._on_preset(self.preset.value)
+        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self._on_layers_changed()
 
     # ------------------------------------------------------------------ parameters
     def _on_preset(self, name: str) -> None:
@@ -155,7 +176,48 @@ class QSMWidget(QWidget):
 
         p = PRESETS[name]
         self.unwrap.value = p.unwrap
+        self.background.value = p.background
         self.dipole.value = p.dipole
+        self.reference.value = p.reference
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        """A case was opened: show its B0 (sidecar MagneticFieldStrength / case.json)."""
+        gre = _find_layer(self.viewer, "gre")
+        raw = LayerMeta.of(gre).raw if gre is not None else {}
+        if gre is None:
+            return
+        b0 = raw.get("b0_tesla")
+        if isinstance(b0, (int, float)) and 0.1 <= b0 <= 20:
+            case = (float(b0), str(raw.get("b0_from", "the case")))
+            if case != self._b0_case:
+                self._b0_case = case
+                self.b0.value = case[0]
+                self.b0.tooltip = f"{case[0]:g} T from {case[1]}"
+        elif self._b0_case is not None:  # another case, which does not say: the default
+            self._b0_case = None
+            self.b0.value = DEFAULT_B0_T
+            self.b0.tooltip = f"Not in the case: {DEFAULT_B0_T:g} T assumed"
+
+    def _on_reference(self, value: str) -> None:
+        """'roi' picked: make sure there is a Labels layer to paint the reference region in."""
+        if value != "roi" or REFERENCE_LAYER in self.viewer.layers:
+            return
+        gre = _find_layer(self.viewer, "gre")
+        if gre is None:
+            return
+        shape = tuple(gre.data.shape[-3:])
+        self.viewer.add_labels(
+            np.zeros(shape, dtype=np.uint8),
+            name=REFERENCE_LAYER,
+            scale=tuple(gre.scale[-3:]),
+            translate=tuple(gre.translate[-3:]),
+            opacity=0.5,
+            axis_labels=("S-I", "A-P", "R-L"),
+            units=("mm", "mm", "mm"),
+        )
+        self.status.setText(
+            f"Paint the reference region in the '{REFERENCE_LAYER}' layer, then Reconstruct."
+        )
 
     def params(self) -> Any:
         """The :class:`napari_m1.qsm.QSMParams` the form describes."""
@@ -164,7 +226,9 @@ class QSMWidget(QWidget):
         base = PRESETS[self.preset.value]
         changed = {
             "unwrap": self.unwrap.value,
+            "background": self.background.value,
             "dipole": self.dipole.value,
+            "reference": self.reference.value,
             "tv_lambda": float(self.tv_lambda.value),
             "tv_iterations": int(self.tv_iterations.value),
             "tkd_threshold": float(self.tkd_threshold.value),
@@ -195,18 +259,21 @@ class QSMWidget(QWidget):
         tes = g.echo_times_ms or p.echo_times_ms
         if not tes:
             raise M1Error("echo times unknown (no EchoTime in the sidecars)")
+        b0 = float(self.b0.value)
+        case_b0 = self._b0_case
+        b0_from = case_b0[1] if case_b0 is not None and case_b0[0] == b0 else "QSM dock"
         return input_from_arrays(
             np.asarray(gre.data),
             np.asarray(phase.data),
             tes,
-            float(self.b0.value),
+            b0,
             g.ras_affine,
             phase_scaling=p.raw.get("phase_scaling"),
             source={
                 "case": g.case_label,
                 "magnitude_files": list(g.raw.get("sources", [])),
                 "phase_files": list(p.raw.get("sources", [])),
-                "b0_from": "QSM dock",
+                "b0_from": b0_from,
                 "source_axcodes": list(g.raw.get("source_axcodes", [])),
             },
         )
@@ -217,6 +284,18 @@ class QSMWidget(QWidget):
         data = np.asarray(self.viewer.layers[MASK_LAYER].data)
         if data.shape != shape:
             raise M1Error(f"'{MASK_LAYER}' layer is {data.shape}, the GRE grid is {shape}")
+        return data > 0
+
+    def _reference_from_layer(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        if self.reference.value != "roi":
+            return None
+        if REFERENCE_LAYER not in self.viewer.layers:
+            raise M1Error(f"reference 'roi': paint the region in a '{REFERENCE_LAYER}' layer")
+        data = np.asarray(self.viewer.layers[REFERENCE_LAYER].data)
+        if data.shape != shape:
+            raise M1Error(f"'{REFERENCE_LAYER}' layer is {data.shape}, the GRE grid is {shape}")
+        if not data.any():
+            raise M1Error(f"reference 'roi': the '{REFERENCE_LAYER}' layer is empty")
         return data > 0
 
     # ------------------------------------------------------------------ running
@@ -231,6 +310,7 @@ class QSMWidget(QWidget):
         try:
             inp = self.current_input()
             mask = self._mask_from_layer(inp.shape)
+            ref_roi = self._reference_from_layer(inp.shape)
         except M1Error as exc:
             self._fail(str(exc))
             return
@@ -244,6 +324,7 @@ class QSMWidget(QWidget):
                 inp,
                 params,
                 mask=mask,
+                reference_roi=ref_roi,
                 progress=self._progress_sig.emit,
                 cancel=cancel_event.is_set,
             )
@@ -326,9 +407,10 @@ class QSMWidget(QWidget):
         ref = res.info["reference"]["subtracted_ppm"]
         secs = sum(res.timings_s.values())
         self.status.setText(
-            f"Done in {secs:.1f} s ({res.params.preset}: {res.info['dipole']['method']}). "
-            f"V-SHARP kept {kept:.0f} % of the mask (label 2 = eroded rim: ROIs there are not "
-            f"reconstructed). Reference {ref:+.4f} ppm subtracted (whole-brain mean)."
+            f"Done in {secs:.1f} s ({res.params.preset}: {res.info['background']['method']} + "
+            f"{res.info['dipole']['method']}). The final mask keeps {kept:.0f} % of the brain "
+            f"mask (label 2 = eroded rim: ROIs there are not reconstructed). Reference "
+            f"{ref:+.4f} ppm subtracted ({res.info['reference']['method']})."
         )
         outside = self.roi_outside()
         if outside:

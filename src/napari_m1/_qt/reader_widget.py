@@ -35,6 +35,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._annotate import get_controller
+from .._mrsi_view import get_mrsi_view
 from .._viewer import get_orientation
 from ..errors import M1Error
 from ..session import ReaderController, ReaderSession, Redactor
@@ -231,6 +232,7 @@ class ReaderWidget(CaseSwapMixin, QWidget):
         self._clear_case()
         self.reader_ctl.close()
         self._apply_hide_numbers(False)  # the study's setting ends with the session
+        get_mrsi_view(self.viewer).blinded = False
         self._flush_timer.stop()
         self._retry_timer.stop()
 
@@ -239,6 +241,7 @@ class ReaderWidget(CaseSwapMixin, QWidget):
         answers and annotations (``block``: load in this thread)."""
         rc = self.reader_ctl
         self._save_comment()
+        get_mrsi_view(self.viewer).blinded = True  # the spectrum dock: data only
         try:
             folder = rc.case_folder(pseudonym)
         except M1Error as exc:

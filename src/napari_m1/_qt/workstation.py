@@ -28,6 +28,7 @@ from .annotation_widget import AnnotationWidget
 from .case_widget import CaseWidget
 from .image_tools import ImageToolsWidget
 from .measurement_widget import MeasurementWidget
+from .spectrum_widget import SpectrumWidget
 
 if TYPE_CHECKING:
     import napari
@@ -87,10 +88,10 @@ class WorkstationWidget(QWidget):
 
     Attributes
     ----------
-    case, annotation, measurements, view : the sub-widgets (the same classes as the
+    case, annotation, measurements, view, spectrum : the sub-widgets (the same classes as the
         separate docks, so everything they do works here too).
     tabs : QTabWidget
-        "Annotate", "Case", "View".
+        "Annotate", "Case", "View", "MRSI" (the spectrum under the cursor, QC thresholds).
     """
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
@@ -101,12 +102,14 @@ class WorkstationWidget(QWidget):
         self.annotation = AnnotationWidget(napari_viewer, dock_measurements=False)
         self.measurements = MeasurementWidget(napari_viewer)
         self.view = ImageToolsWidget(napari_viewer)
+        self.spectrum = SpectrumWidget(napari_viewer)
         _compact(self.annotation)
 
         self.tabs = QTabWidget()
         self.tabs.addTab(scrolled(self.annotation), "Annotate")
         self.tabs.addTab(scrolled(self.case), "Case")
         self.tabs.addTab(scrolled(self.view), "View")
+        self.tabs.addTab(scrolled(self.spectrum), "MRSI")
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(self.tabs)
         self.splitter.addWidget(scrolled(self.measurements))

@@ -91,6 +91,31 @@ class CaseFiles:
     fsl_mrsi: Path | None = None
 
 
+def field_strength(files: CaseFiles) -> tuple[float | None, str]:
+    """Main field strength (T) of a case and where it came from, or ``(None, "")``.
+
+    ``case.json`` (``b0_tesla``, ``field_strength_t`` or ``MagneticFieldStrength``) wins;
+    else the first GRE magnitude or phase JSON sidecar with ``MagneticFieldStrength``.
+    """
+    import json
+
+    cj = Path(files.folder) / CASE_JSON
+    if cj.is_file():
+        try:
+            spec = json.loads(cj.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            spec = {}
+        for key in ("b0_tesla", "field_strength_t", "MagneticFieldStrength"):
+            v = spec.get(key) if isinstance(spec, dict) else None
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v), f"{CASE_JSON} {key}"
+    for p in [*files.gre, *files.phase]:
+        v = read_sidecar(p).get("MagneticFieldStrength")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v), f"{Path(p).name} sidecar MagneticFieldStrength"
+    return None, ""
+
+
 def case_input_files(files: CaseFiles) -> list[Path]:
     """Every file a case is read from: maps, their JSON sidecars, ``case.json``.
 
@@ -355,6 +380,7 @@ def load_case(
     *,
     kinds: tuple[str, ...] | None = None,
     progress: Any = None,
+    mrsi_thresholds: Any = None,
 ) -> Case:
     """Load every map of a case folder; all or nothing.
 
@@ -367,6 +393,8 @@ def load_case(
         Restrict to these kinds (``gre`` is always loaded).
     progress : callable (done, total), optional
         File-count progress (DICOM folders).
+    mrsi_thresholds : napari_m1.mrsi.QCThresholds, optional
+        QC thresholds of the MRSI ratio maps (default thresholds if None).
 
     Raises
     ------
@@ -384,10 +412,12 @@ def load_case(
             or (not is_case_folder(f) and is_openable_folder(f))
         ):
             return load_folder(f, kinds=kinds, progress=progress)
-    return load_case_files(find_case_files(folder), kinds=kinds)
+    return load_case_files(find_case_files(folder), kinds=kinds, mrsi_thresholds=mrsi_thresholds)
 
 
-def load_case_files(files: CaseFiles, *, kinds: tuple[str, ...] | None = None) -> Case:
+def load_case_files(
+    files: CaseFiles, *, kinds: tuple[str, ...] | None = None, mrsi_thresholds: Any = None
+) -> Case:
     """Load the maps named by ``files`` (see :func:`load_case`).
 
     Every header is checked and the total size compared with the memory available
@@ -397,7 +427,7 @@ def load_case_files(files: CaseFiles, *, kinds: tuple[str, ...] | None = None) -
     """
     from ._caseload import CaseLoad
 
-    return CaseLoad(files, kinds=kinds).run()
+    return CaseLoad(files, kinds=kinds, mrsi_thresholds=mrsi_thresholds).run()
 
 
 def _load_phase_difference(path: Path, gre: Volume) -> Volume:

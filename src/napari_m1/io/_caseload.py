@@ -180,6 +180,16 @@ def _echoes_needed(index: Any, n: int) -> int:
     return n
 
 
+def _add_field_strength(vol: Any, files: CaseFiles) -> None:
+    """Record B0 (T) and its source in the reference's ``extra`` (read by the QSM dock)."""
+    from ._case import field_strength
+
+    b0, where = field_strength(files)
+    if b0 is not None:
+        vol.extra["b0_tesla"] = b0
+        vol.extra["b0_from"] = where
+
+
 class CaseLoad:
     """A case with every header checked and nothing yet allocated or read.
 
@@ -189,6 +199,8 @@ class CaseLoad:
         A case folder (see :func:`~napari_m1.io.find_case_files`).
     kinds : tuple of str, optional
         Restrict to these kinds (``gre`` is always loaded).
+    mrsi_thresholds : napari_m1.mrsi.QCThresholds, optional
+        QC thresholds of the ratio maps of an fsl_mrsi output (default thresholds if None).
 
     Raises
     ------
@@ -198,8 +210,13 @@ class CaseLoad:
     """
 
     def __init__(
-        self, source: str | os.PathLike[str] | CaseFiles, *, kinds: tuple[str, ...] | None = None
+        self,
+        source: str | os.PathLike[str] | CaseFiles,
+        *,
+        kinds: tuple[str, ...] | None = None,
+        mrsi_thresholds: Any = None,
     ) -> None:
+        self._mrsi_thresholds = mrsi_thresholds
         files = source if isinstance(source, CaseFiles) else find_case_files(source)
         want = set(kinds or ("gre", "phase", "qsm", "mrsi")) | {"gre"}
         self._want = want
@@ -263,9 +280,14 @@ class CaseLoad:
                 vol = plan.finish()
                 if plan.kind == "mrsi":
                     vol.extra["metabolite"] = plan.label.removeprefix("MRSI ")
+                    if self.files.fsl_mrsi is not None:  # tissue fractions on its grid
+                        from ._mrsi import tissue_for_volume
+
+                        vol.aux.update(tissue_for_volume(vol, self.files.fsl_mrsi))
                 if plan.kind == "phase" and self._phase_difference:
                     vol = finish_phase_difference(vol, plan.paths[0], vols[0])
                 if i == 0:
+                    _add_field_strength(vol, self.files)
                     place = reference_placement(vol.ras_affine, vol.spatial_shape)
                 else:
                     place = place_one(vol, vols[0], places[0])
@@ -275,7 +297,7 @@ class CaseLoad:
             if self.files.fsl_mrsi is not None and "mrsi" in self._want:
                 from ._mrsi import ratio_volumes
 
-                for vol in ratio_volumes(self.files.fsl_mrsi):
+                for vol in ratio_volumes(self.files.fsl_mrsi, self._mrsi_thresholds):
                     i = len(vols)
                     vols[i], places[i] = vol, place_one(vol, vols[0], places[0])
                     yield LoadEvent("volume", base, total, i, (vol, places[i]))

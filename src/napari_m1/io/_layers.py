@@ -55,7 +55,9 @@ def layer_metadata(
     ``source_affine`` and ``source_axcodes`` (the file's own); ``voxel_size_mm``;
     ``echo_times_ms`` (list or None); ``has_echo_axis``; ``resampled`` (bool);
     ``sources`` (file base names); ``case_label``; plus kind-specific ``extra``
-    entries. Read it back with :meth:`napari_m1.io.LayerMeta.of`.
+    entries; ``aux`` (the Volume's small companion arrays, e.g. MRSI QC reasons and
+    tissue fractions, for the measurement engine) when there are any. Read it back with
+    :meth:`napari_m1.io.LayerMeta.of`.
     """
     md: dict[str, Any] = {
         "kind": vol.kind,
@@ -70,6 +72,8 @@ def layer_metadata(
         "case_label": case_label,
     }
     md.update(vol.extra)
+    if vol.aux:
+        md["aux"] = dict(vol.aux)
     return md
 
 

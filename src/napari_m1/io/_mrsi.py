@@ -3,33 +3,113 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._nifti import Volume, _canonical
 
-__all__ = ["ratio_volumes"]
+if TYPE_CHECKING:
+    from ..mrsi import QCThresholds
+
+__all__ = [
+    "TISSUE_CLASSES",
+    "mrsi_tissue_fractions",
+    "ratio_volumes",
+    "tissue_aux",
+    "tissue_for_volume",
+]
+
+#: aux key -> the class in a file name (``mrsi_seg_gm.nii.gz``, FSL-MRS ``mrsi_segmentation``)
+TISSUE_CLASSES = {"f_gm": "gm", "f_wm": "wm", "f_csf": "csf"}
 
 
-def ratio_volumes(folder: Path) -> list[Volume]:
+def mrsi_tissue_fractions(
+    folder: Path, shape: tuple[int, ...] | None, affine: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Tissue fractions on the MRSI grid found in ``folder`` (file voxel order).
+
+    Files ``*seg_gm*``, ``*seg_wm*``, ``*seg_csf*`` (``.nii``/``.nii.gz``, values 0..1, the
+    names of FSL-MRS's ``mrsi_segmentation``) whose affine (and ``shape``, when given) equal
+    the MRSI grid's; others are ignored. Returns ``{"f_gm": ..., "f_wm": ..., "f_csf": ...}``
+    (those found).
+    """
+    import nibabel as nib
+
+    out: dict[str, np.ndarray] = {}
+    try:
+        names = sorted(p for p in folder.iterdir() if p.name.lower().endswith((".nii", ".nii.gz")))
+    except OSError:
+        return out
+    for key, cls in TISSUE_CLASSES.items():
+        for p in names:
+            if f"seg_{cls}" not in p.name.lower():
+                continue
+            try:
+                img = nib.load(p)
+                data = np.asarray(img.dataobj, dtype=float)
+            except Exception:  # an unreadable optional file must not block the maps
+                continue
+            while data.ndim > 3 and data.shape[-1] == 1:
+                data = data[..., 0]
+            same_shape = data.ndim == 3 and (shape is None or data.shape == tuple(shape))
+            if same_shape and np.allclose(img.affine, affine, atol=1e-4):
+                out[key] = data
+                break
+    return out
+
+
+def tissue_aux(
+    fractions: dict[str, np.ndarray], affine: np.ndarray, shape: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """The fractions in canonical napari order (as a Volume of that file grid is shown)."""
+    return {
+        k: np.ascontiguousarray(_canonical(np.ascontiguousarray(f.T), affine, shape)[0])
+        for k, f in fractions.items()
+    }
+
+
+def tissue_for_volume(vol: Volume, folder: Path) -> dict[str, np.ndarray]:
+    """Tissue-fraction aux maps of an MRSI Volume whose file grid matches ``folder``'s maps."""
+    fr = mrsi_tissue_fractions(folder, None, vol.source_affine)
+    if not fr:
+        return {}
+    aux = tissue_aux(fr, vol.source_affine, next(iter(fr.values())).shape)
+    return {k: a for k, a in aux.items() if a.shape == vol.spatial_shape}
+
+
+def ratio_volumes(folder: Path, thresholds: QCThresholds | None = None) -> list[Volume]:
     """One ``mrsi`` Volume per ratio map (tNAA/tCr, tCho/tCr, Glx/tCr) of an fsl_mrsi folder.
 
     Excluded voxels are NaN; ``extra`` holds ``metabolite`` (the ratio name), ``mrsi_ratio``
     (True), ``qc`` (the summary of :func:`napari_m1.mrsi.ratio_maps`, thresholds included)
-    and ``n_excluded``. Default thresholds (docs/mrsi.md).
+    and ``n_excluded``, and ``mrsi_source``: the id of the fit's
+    :class:`~napari_m1.mrsi.MRSISource` (spectra, live thresholds; see
+    :func:`~napari_m1.mrsi.get_source`). ``aux`` holds ``unfiltered`` (the ratio before
+    QC) and tissue fractions when the folder has them (:func:`mrsi_tissue_fractions`), in
+    the layer's order. Default thresholds unless given (docs/mrsi.md).
     """
     import nibabel as nib
 
-    from ..mrsi import ratio_maps, read_fsl_mrsi
+    from ..mrsi import MRSISource, QCThresholds, find_spectra, read_fsl_mrsi, register_source
 
     fit = read_fsl_mrsi(folder)
-    out = []
-    for r in ratio_maps(fit):
+    source = MRSISource(fit, find_spectra(folder), thresholds or QCThresholds())
+    sid = register_source(source)  # an opaque id: no path reaches the layer metadata
+    tissue = tissue_aux(
+        mrsi_tissue_fractions(folder, fit.shape, fit.affine), fit.affine, fit.shape
+    )
+
+    def canon(a: np.ndarray) -> np.ndarray:
         # _canonical takes the file's axes reversed (a NIfTI read byte-for-byte in C order)
-        data, ras = _canonical(r.values.T.astype(np.float32), fit.affine, fit.shape)
+        return np.ascontiguousarray(_canonical(a.T.astype(np.float32), fit.affine, fit.shape)[0])
+
+    ras = _canonical(fit.mask.T, fit.affine, fit.shape)[1]
+    out = []
+    for r in source.maps:
         out.append(
             Volume(
-                data=np.ascontiguousarray(data),
+                data=canon(r.values),
                 ras_affine=ras,
                 source_affine=fit.affine,
                 source_axcodes=tuple(nib.aff2axcodes(fit.affine)),
@@ -41,7 +121,9 @@ def ratio_volumes(folder: Path) -> list[Volume]:
                     "mrsi_ratio": True,
                     "qc": r.summary,
                     "n_excluded": r.summary["n_excluded"],
+                    "mrsi_source": sid,
                 },
+                aux={"unfiltered": canon(r.unfiltered), **tissue},
             )
         )
     return out

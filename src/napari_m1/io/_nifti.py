@@ -160,6 +160,10 @@ class Volume:
         Kind-specific facts (phase scaling, metabolite, units).
     warnings : list of str
         One-line warnings for the user (non-finite values, resampling, ...).
+    aux : dict of str -> ndarray
+        Per-voxel companion maps in the order and shape of ``data`` that are measured
+        beside it but not shown (MRSI: ``unfiltered``, ``f_gm``, ``f_wm``,
+        ``f_csf``); never copied into layer metadata.
     """
 
     data: np.ndarray
@@ -172,6 +176,7 @@ class Volume:
     sources: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    aux: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def spatial_shape(self) -> tuple[int, int, int]:

@@ -25,6 +25,8 @@ from ..formats import MEASUREMENT_SCHEMA
 from ..geometry import hemisphere, ras_to_index, ras_vectors_to_index, voxel_sizes
 from ..protocol import Protocol
 from ._caliper import in_plane_length
+from ._mrsi_rows import MRSI_COLUMNS, mrsi_overlap_columns
+from ._mrsi_voxel import VOXEL_COLUMNS, mrsi_voxel_rows
 from ._roi import ellipse_weights, weighted_stats_many
 
 __all__ = ["MEASUREMENT_COLUMNS", "MEASUREMENT_SCHEMA", "MapSource", "MeasurementEngine"]
@@ -39,6 +41,7 @@ MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "voxel_x_mm", "voxel_y_mm", "voxel_z_mm",
     "area_mm2", "coverage_fraction", "n_voxels", "mean", "sd", "median",
     "normalised_si", "normalised_si_note", "chi_ppm", "thickness_mm", "thickness_3d_mm",
+    *MRSI_COLUMNS, *VOXEL_COLUMNS,
 )  # fmt: skip
 
 
@@ -59,6 +62,14 @@ class MapSource:
         MRSI map name.
     source_affine : (4, 4), optional
         The file's voxel -> RAS affine (reference GRE: for exported voxel indices).
+    aux : dict of str -> array, optional
+        Companion maps on the same grid and in the same order as ``data`` (MRSI:
+        ``unfiltered``, ``f_gm``, ``f_wm``, ``f_csf``); read through the
+        ROI's window for the MRSI overlap columns. Maps of another shape are ignored.
+    meta : mapping, optional
+        The map's napari-m1 metadata (a layer's live ``metadata['napari_m1']`` or a
+        Volume's ``extra``), read when measuring: a QC'd ratio map's ``qc['thresholds']``
+        are written into its rows (current after the GUI re-masks the layer in place).
     """
 
     kind: str
@@ -68,6 +79,8 @@ class MapSource:
     echo_times_ms: list[float] | None = None
     metabolite: str | None = None
     source_affine: NDArray[np.float64] | None = None
+    aux: dict[str, Any] | None = None
+    meta: Any = None
     inv_affine: NDArray[np.float64] = field(init=False, repr=False)
     _grid_key: tuple = field(init=False, repr=False)
 
@@ -75,6 +88,8 @@ class MapSource:
         self.ras_affine = np.asarray(self.ras_affine, dtype=float)
         self.inv_affine = np.linalg.inv(self.ras_affine)
         self._grid_key = (self.spatial_shape, tuple(np.round(self.ras_affine, 6).ravel()))
+        if self.aux:
+            self.aux = {k: a for k, a in self.aux.items() if np.shape(a) == self.spatial_shape}
 
     @property
     def has_echo_axis(self) -> bool:
@@ -92,6 +107,11 @@ class MapSource:
             return [(e + 1, self.data[e]) for e in range(self.data.shape[0])]
         return [(None, self.data)]
 
+    def qc_thresholds(self) -> dict[str, float] | None:
+        """The QC thresholds of a ratio map (from :attr:`meta`), or None."""
+        qc = self.meta.get("qc") if self.meta is not None else None
+        return qc.get("thresholds") if isinstance(qc, dict) else None
+
     def grid_key(self) -> tuple:
         """Identity of the grid (sources on one grid share ROI weights)."""
         return self._grid_key
@@ -107,6 +127,8 @@ class MapSource:
             vol.echo_times_ms,
             vol.extra.get("metabolite"),
             vol.source_affine,
+            getattr(vol, "aux", None) or None,
+            vol.extra,
         )
 
 
@@ -232,7 +254,10 @@ class MeasurementEngine:
         else:
             if cached is not None and cached.ann == ann:
                 return ()
-            raw = self._measure_roi(ann) if ann.kind == "roi" else self._measure_caliper(ann)
+            if ann.kind == "mrsi_voxel":  # the clicked MRSI voxel's values (_mrsi_voxel)
+                raw = mrsi_voxel_rows(ann, self.sources, self._common(ann))
+            else:
+                raw = self._measure_roi(ann) if ann.kind == "roi" else self._measure_caliper(ann)
             self._cache[slot] = _SlotResult(ann, raw)
             changed = [slot]
         self._all_rows = None
@@ -372,7 +397,7 @@ class MeasurementEngine:
                 stats = weighted_stats_many(vals, w.weights)
             else:
                 stats = weighted_stats_many([np.empty(0)] * len(vols), np.empty(0))
-            for (src, echo, _vol), st in zip(vols, stats, strict=True):
+            for n_vol, ((src, echo, _vol), st) in enumerate(zip(vols, stats, strict=True)):
                 row = dict(base)
                 row.update(st)
                 row["layer_kind"] = src.kind
@@ -385,6 +410,17 @@ class MeasurementEngine:
                     row["chi_ppm"] = st["mean"]
                 elif src.kind == "mrsi":
                     row["metabolite"] = src.metabolite or src.name
+                    win = (k, w.rows, w.cols)
+                    aux = (
+                        {a: np.asarray(m[win]) for a, m in (src.aux or {}).items()}
+                        if inside
+                        else {}
+                    )
+                    row.update(
+                        mrsi_overlap_columns(
+                            vals[n_vol] if inside else None, w.weights, aux, src.qc_thresholds()
+                        )
+                    )
                 rows_pos = self._pos[id(src)]
                 keyed.append((rows_pos, row))
         keyed.sort(key=lambda t: t[0])  # stable: echoes stay in order; rows in source order

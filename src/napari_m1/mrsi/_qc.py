@@ -18,6 +18,7 @@ the summary says so (``excluded_by[test] = None``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,14 +34,49 @@ REASON_BITS: dict[str, int] = {"crlb": 1, "fwhm": 2, "snr": 4, "mask": 8}
 
 @dataclass(frozen=True)
 class QCThresholds:
-    """Exclusion thresholds (written with every export via :meth:`as_dict`)."""
+    """Exclusion thresholds (written with every export via :meth:`as_dict`).
+
+    Attributes
+    ----------
+    max_sd_pct : float
+        Largest accepted Cramér-Rao SD, % of the concentration (default 20).
+    max_fwhm_ppm : float
+        Largest accepted linewidth, ppm (default 0.1).
+    min_snr : float
+        Smallest accepted signal-to-noise ratio (default 5).
+
+    Raises
+    ------
+    M1InputError
+        A threshold that is not a finite number >= 0 (also a ValueError).
+    """
 
     max_sd_pct: float = 20.0
     max_fwhm_ppm: float = 0.1
     min_snr: float = 5.0
 
+    def __post_init__(self) -> None:
+        from ..errors import M1InputError
+
+        for name, v in asdict(self).items():
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if not ok or not math.isfinite(v) or v < 0:
+                raise M1InputError(f"QC threshold {name} must be a finite number >= 0, not {v!r}")
+            object.__setattr__(self, name, float(v))
+
     def as_dict(self) -> dict[str, float]:
+        """``{"max_sd_pct": ..., "max_fwhm_ppm": ..., "min_snr": ...}``."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QCThresholds:
+        """From :meth:`as_dict` output (unknown keys refused, missing ones default)."""
+        from ..errors import M1InputError
+
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise M1InputError(f"unknown QC threshold(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
 
 
 @dataclass

@@ -8,9 +8,13 @@ map taken as piecewise constant over its voxels.
   of a segmentation and an MRSI grid from one session) are integrated **exactly** and
   separably: along each axis a matrix of the overlap lengths of every box with every tissue
   voxel (partial voxels included) is applied with one matrix product.
-* Oblique grids are supersampled: a regular grid of about two samples per tissue voxel along
-  each box edge (capped by ``max_samples_per_axis``), each taking the nearest tissue voxel;
-  the error per tissue boundary crossing a box is at most ``1 / (2 n)`` of the box.
+* Grids rotated about one shared axis (an in-plane rotation or a single angulation: MRSI
+  axis j moves along tissue axis t only, and t depends on j only) are integrated exactly
+  along that axis (one overlap matrix, as above) and supersampled in the other two.
+* Other oblique grids are supersampled in 3D: a regular grid of about two samples per
+  tissue voxel along each box edge (capped by ``max_samples_per_axis``), each taking the
+  nearest tissue voxel; the error per tissue boundary crossing a box is at most ``1 / (2 n)``
+  of the box.
 
 Pure numpy.
 """
@@ -84,6 +88,9 @@ def tissue_fractions(
     if perm is not None:
         return _aligned(maps, classes, lin, off, perm, shape)
     n = _samples_per_axis(lin, min_samples_per_axis, max_samples_per_axis)
+    shared = _shared_axis(lin)
+    if shared is not None:
+        return _one_axis_exact(maps, classes, lin, off, shape, shared, n)
     return _sampled(maps, classes, lin, off, shape, n)
 
 
@@ -113,6 +120,64 @@ def _axis_permutation(lin: np.ndarray) -> list[int] | None:
             return None
         perm.append(big)
     return perm if sorted(perm) == [0, 1, 2] else None
+
+
+def _shared_axis(lin: np.ndarray) -> tuple[int, int] | None:
+    """(MRSI axis j, tissue axis t) when j moves along t only and t depends on j only."""
+    a = np.abs(lin)
+    tol = 1e-6 * a.max()
+    for j in range(3):
+        t = int(np.argmax(a[:, j]))
+        if np.all(np.delete(a[:, j], t) <= tol) and np.all(np.delete(a[t], j) <= tol):
+            return j, t
+    return None
+
+
+def _one_axis_exact(
+    maps: list[np.ndarray],
+    classes: list[str],
+    lin: np.ndarray,
+    off: np.ndarray,
+    shape: tuple[int, ...],
+    shared: tuple[int, int],
+    n: tuple[int, int, int],
+) -> dict[str, np.ndarray]:
+    """Exact along the shared axis (overlap matrix), supersampled in the plane of the others."""
+    j, t = shared
+    p, q = (k for k in range(3) if k != j)  # the other MRSI axes
+    a, b = (k for k in range(3) if k != t)  # the other tissue axes
+    d = lin[t, j]
+    centre = off[t] + d * np.arange(shape[j])
+    half = abs(d) / 2
+    w = _overlap_weights(centre - half + 0.5, centre + half + 0.5, maps[0].shape[t], abs(d))
+    in_t = w.sum(axis=1)  # fraction of each box inside the map along t
+    # each class reduced along t: (n_j, n_a * n_b), box averages of every in-plane voxel
+    red = [_reduce_axis(g, t, w) for g in maps]
+    red = [np.moveaxis(r, t, 0).reshape(shape[j], -1) for r in red]
+    na, nb = maps[0].shape[a], maps[0].shape[b]
+    lin2 = lin[np.ix_([a, b], [p, q])]
+    grids = [(np.arange(k) + 0.5) / k - 0.5 for k in (n[p], n[q])]
+    sub = np.stack(np.meshgrid(*grids, indexing="ij"), -1).reshape(-1, 2) @ lin2.T
+    ip, iq = np.meshgrid(np.arange(shape[p]), np.arange(shape[q]), indexing="ij")
+    cen = np.stack([ip.ravel(), iq.ravel()], -1) @ lin2.T + off[[a, b]]  # (V2, 2)
+    idx = np.rint(cen[:, None, :] + sub[None, :, :]).astype(np.int64)  # (V2, S, 2)
+    inside = (idx[..., 0] >= 0) & (idx[..., 0] < na) & (idx[..., 1] >= 0) & (idx[..., 1] < nb)
+    flat = np.where(inside, idx[..., 0] * nb + idx[..., 1], 0)
+    frac_in = inside.mean(axis=1)  # (V2,)
+    out: dict[str, np.ndarray] = {}
+    inv_s = 1.0 / flat.shape[1]
+    for name, r in zip(classes, red, strict=True):
+        vals = r[:, flat] * inside  # (n_j, V2, S)
+        acc = vals.sum(axis=2) * inv_s  # (n_j, V2)
+        out[name] = _to_axes(acc.reshape(shape[j], shape[p], shape[q]), j, p, q)
+    outside = 1.0 - in_t[:, None] * frac_in[None, :]
+    out["outside"] = _to_axes(outside.reshape(shape[j], shape[p], shape[q]), j, p, q)
+    return out
+
+
+def _to_axes(acc: np.ndarray, j: int, p: int, q: int) -> np.ndarray:
+    """(n_j, n_p, n_q) -> MRSI axis order."""
+    return np.transpose(acc, np.argsort([j, p, q])).astype(np.float64)
 
 
 def _overlap_weights(lo: np.ndarray, hi: np.ndarray, n: int, d: float) -> np.ndarray:

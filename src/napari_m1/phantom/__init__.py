@@ -18,6 +18,7 @@ This module is pure numpy/scipy/nibabel: no Qt, no napari.
 
 from ._anatomy import DEFAULT_NOISE_SD, ECHO_TIMES_MS, PHANTOM_VERSION, TRUTH_SCHEMA, Phantom
 from ._make import make_phantom
+from ._mrs import PhantomMRS, write_phantom_mrs
 from ._write import write_phantom_case
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "PHANTOM_VERSION",
     "TRUTH_SCHEMA",
     "Phantom",
+    "PhantomMRS",
     "make_phantom",
     "write_phantom_case",
+    "write_phantom_mrs",
 ]

@@ -177,6 +177,9 @@ class Phantom:
     field_ppm : ndarray of float32, shape (nx, ny, nz), or None
         Tissue field in ppm of B0: ``F^-1[D F(chi_ppm)]`` (B0 along +z); None without phase.
         The phase adds a harmonic background (``truth['phase_model']``) and phi0.
+    mrsi_fractions : dict of str -> ndarray of float64, shape (mx, my, mz)
+        ``GM``, ``WM``, ``CSF`` fraction of every MRSI voxel's box (RAS+ order; the rest is
+        outside the head).
     """
 
     gre: np.ndarray
@@ -189,6 +192,7 @@ class Phantom:
     truth: dict = field(default_factory=dict)
     chi_ppm: np.ndarray | None = None
     field_ppm: np.ndarray | None = None
+    mrsi_fractions: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- geometry

@@ -234,7 +234,7 @@ def make_phantom(
         del noise
     t_noise = time.perf_counter()
 
-    mrsi, mrsi_truth = _mrsi(group)
+    mrsi, mrsi_truth, mrsi_fractions = _mrsi(group)
     truth = {
         "schema": TRUTH_SCHEMA,
         "group": group,
@@ -301,6 +301,7 @@ def make_phantom(
         mrsi=mrsi,
         mrsi_affine=_mrsi_affine(),
         truth=truth,
+        mrsi_fractions=mrsi_fractions,
         chi_ppm=chi_truth,
         field_ppm=field_ppm,
     )

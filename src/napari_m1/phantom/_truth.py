@@ -135,8 +135,9 @@ def _truth_qsm_control(tissues: dict[str, _Tissue]) -> list[dict]:
 # --------------------------------------------------------------------------- MRSI
 
 
-def _mrsi(group: str) -> tuple[dict[str, np.ndarray], dict]:
-    """Metabolite maps (mx, my, mz) in RAS+ order and their truth summary."""
+def _mrsi(group: str) -> tuple[dict[str, np.ndarray], dict, dict[str, np.ndarray]]:
+    """Metabolite maps (mx, my, mz) in RAS+ order, their truth summary and the tissue
+    fractions (GM, WM, CSF) of every MRSI voxel (box average over its 0.5 mm sub-grid)."""
     mx, my, mz = _MRSI_SHAPE
     sub = _MRSI_SUBSAMPLES
     h = _MRSI_VOXEL_MM / sub
@@ -172,7 +173,12 @@ def _mrsi(group: str) -> tuple[dict[str, np.ndarray], dict]:
             "m1_factor": factor,
         }
         maps[met] = np.repeat(val[:, :, None], mz, axis=2).astype(np.float32)
-    return maps, truth
+    csf = block_mean(fr["head"]) - brain
+    fractions = {
+        name: np.repeat(f[:, :, None], mz, axis=2)
+        for name, f in (("GM", gm), ("WM", wm), ("CSF", csf))
+    }
+    return maps, truth, fractions
 
 
 # --------------------------------------------------------------------------- field model

@@ -83,6 +83,8 @@ def write_phantom_case(
     with_phase: bool = False,
     label: str | None = None,
     force: bool = False,
+    with_mrs: bool = False,
+    mrs_noise: bool = True,
 ) -> Path:
     """Generate a phantom and write it as a BIDS-like case folder.
 
@@ -93,6 +95,9 @@ def write_phantom_case(
     generated the phase, ppm) if ``with_phase``, ``sub-<label>_met-<M>_mrsi.nii.gz`` for
     M in NAA, Cr, Cho, Glx, and ``truth.json``. GRE, phase and QSM are stored in L,A,S voxel
     order; MRSI in R,A,S. Every file is written atomically. Sidecars do not name the group.
+    With ``with_mrs``: the MRSI as spectra and fit results with planted QC failures
+    (``mrs/``, ``fsl_mrsi/``, ``lcmodel/``; see :func:`napari_m1.phantom.write_phantom_mrs`),
+    summarised in ``truth.json["mrs"]``.
 
     Parameters
     ----------
@@ -104,6 +109,9 @@ def write_phantom_case(
         BIDS subject label, letters and digits only.
     force : bool
         Write into a non-empty folder, replacing files of the same names (others are kept).
+    with_mrs, mrs_noise : bool
+        Also write the MRSI spectra, an fsl_mrsi folder and LCModel CSVs (noisy unless
+        ``mrs_noise`` is False).
 
     Returns
     -------
@@ -151,7 +159,13 @@ def write_phantom_case(
     # gzip releases the GIL: compress the big files in parallel.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         list(pool.map(lambda job: _save(job[0], out / job[1]), images))
-    atomic_write_text(out / "truth.json", json.dumps(ph.truth, indent=2))
+    truth = ph.truth
+    if with_mrs:
+        from ._mrs import write_phantom_mrs
+
+        mrs = write_phantom_mrs(out, ph, noise=mrs_noise, seed=seed, label=label)
+        truth = {**truth, "mrs": mrs.truth}
+    atomic_write_text(out / "truth.json", json.dumps(truth, indent=2))
     logger.info(
         "wrote phantom case %s (%s, seed %d, %d slices) in %.2fs (generation %.2fs)",
         out,

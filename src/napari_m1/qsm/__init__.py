@@ -8,9 +8,10 @@ local field -> chi, all fields in ppm):
 - phase offset and echo combination: :func:`mcpc3ds_offset`, :func:`combine_echoes`
 - unwrapping: :func:`unwrap_path` (exact), :func:`unwrap_laplacian` (fast),
   :func:`template_unwrap`
-- background removal: :func:`vsharp`
-- dipole inversion: :func:`tkd`, :func:`tv_admm`
-- referencing: :func:`reference_mean`
+- background removal: :func:`vsharp` (default), :func:`resharp`, :func:`pdf`
+- dipole inversion: :func:`tkd`, :func:`tv_admm`, :func:`iswim` (SWIM-like, research)
+- referencing: :func:`reference_mean` (default), :func:`reference_chi` with
+  :func:`csf_mask` or a drawn region
 - the whole chain: :func:`run_qsm` with :data:`PRESETS`; :func:`write_qsm_outputs`
 - metrics: :func:`nrmse`, :func:`hfen`, :func:`xsim`, :func:`fraction_outside`,
   :func:`roi_fraction_outside`
@@ -20,14 +21,15 @@ No Qt, no napari (``napari_m1._qt.qsm_widget`` is the dock).
 
 from __future__ import annotations
 
-from ._background import vsharp, vsharp_radii
+from ._background import eroded_mask, resharp, vsharp, vsharp_radii
 from ._common import Cancelled
 from ._dipole import tkd, tv_admm
 from ._fourier import dipole_kernel, pad_shape
 from ._inputs import QSMInput, b0_direction, input_from_arrays, load_case_input, voxel_size_mm
-from ._mask import brain_mask, phase_quality
+from ._mask import brain_mask, fill_holes, phase_quality
 from ._metrics import fraction_outside, hfen, nrmse, roi_fraction_outside, xsim
 from ._output import OUTPUT_FILES, write_qsm_outputs
+from ._pdf import pdf
 from ._phase import (
     combine_echoes,
     field_ppm_from_omega,
@@ -36,7 +38,9 @@ from ._phase import (
     unwrap_laplacian,
     unwrap_path,
 )
-from ._pipeline import PRESETS, QSMParams, QSMResult, reference_mean, run_qsm, total_field
+from ._pipeline import PRESETS, QSMParams, QSMResult, run_qsm, total_field
+from ._reference import csf_mask, r2star_map, reference_chi, reference_mean
+from ._swim import iswim
 
 __all__ = [
     "OUTPUT_FILES",
@@ -48,17 +52,25 @@ __all__ = [
     "b0_direction",
     "brain_mask",
     "combine_echoes",
+    "csf_mask",
     "dipole_kernel",
+    "eroded_mask",
     "field_ppm_from_omega",
+    "fill_holes",
     "fraction_outside",
     "hfen",
     "input_from_arrays",
+    "iswim",
     "load_case_input",
     "mcpc3ds_offset",
     "nrmse",
     "pad_shape",
+    "pdf",
     "phase_quality",
+    "r2star_map",
+    "reference_chi",
     "reference_mean",
+    "resharp",
     "roi_fraction_outside",
     "run_qsm",
     "template_unwrap",

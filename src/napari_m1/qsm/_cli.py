@@ -21,8 +21,8 @@ _EPILOG = (
     "Writes OUT_DIR/Chimap.nii.gz (chi, ppm, float32, the GRE grid), mask.nii.gz, "
     "totalfield.nii.gz, localfield.nii.gz (ppm of B0) and qsm.json (every parameter, versions, "
     "the reference). Presets: fast = Laplacian unwrapping + V-SHARP + TKD; default = "
-    "path-following + template unwrapping + V-SHARP + TV-ADMM. Identical inputs give "
-    "identical files."
+    "path-following + template unwrapping + V-SHARP + TV-ADMM; --background, --dipole and "
+    "--reference change one stage. Identical inputs give identical files."
 )
 
 
@@ -44,8 +44,60 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=("fast", "default"), default="default")
     p.add_argument("--b0", type=_tesla, metavar="TESLA", help="field strength (overrides files)")
     p.add_argument("--mask", metavar="FILE", help="brain mask NIfTI on the GRE grid (non-zero)")
+    p.add_argument(
+        "--background",
+        choices=("vsharp", "resharp", "pdf"),
+        help="background field removal (default: the preset's, V-SHARP)",
+    )
+    p.add_argument(
+        "--dipole",
+        choices=("tv", "tkd", "iswim"),
+        help="dipole inversion (default: the preset's; iswim = SWIM-like, research)",
+    )
+    p.add_argument(
+        "--reference",
+        choices=("mean", "csf", "roi", "none"),
+        help="chi reference: whole-brain mean (default), CSF, or the region --reference-roi",
+    )
+    p.add_argument(
+        "--reference-roi",
+        metavar="FILE",
+        help="reference region NIfTI on the GRE grid (non-zero); implies --reference roi",
+    )
     p.set_defaults(func=run_qsm_command)
     return p
+
+
+def params_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`napari_m1.qsm.QSMParams` of ``--preset`` with the method options applied.
+
+    Raises
+    ------
+    napari_m1.errors.M1Error
+        ``--reference roi`` without ``--reference-roi FILE``.
+    """
+    from ..errors import M1Error
+    from . import PRESETS
+
+    base = PRESETS[args.preset]
+    reference = getattr(args, "reference", None)
+    roi_file = getattr(args, "reference_roi", None)
+    if roi_file and reference not in (None, "roi"):
+        raise M1Error(f"--reference-roi {Path(roi_file).name} needs --reference roi")
+    if roi_file:
+        reference = "roi"
+    if reference == "roi" and not roi_file:
+        raise M1Error("--reference roi needs --reference-roi FILE (a mask on the GRE grid)")
+    changed = {
+        k: v
+        for k, v in (
+            ("background", getattr(args, "background", None)),
+            ("dipole", getattr(args, "dipole", None)),
+            ("reference", reference),
+        )
+        if v is not None and v != getattr(base, k)
+    }
+    return base.replace(**changed) if changed else base
 
 
 def load_mask_file(path: str | Path, inp: Any) -> Any:
@@ -81,7 +133,7 @@ def run_qsm_command(args: argparse.Namespace) -> int:
     from ..errors import M1Error
     from ..io import find_case_files
     from ..io._case import case_input_files
-    from . import PRESETS, load_case_input, run_qsm, write_qsm_outputs
+    from . import load_case_input, run_qsm, write_qsm_outputs
 
     t0 = time.perf_counter()
     # no output file may be an input (the mask, a map of the case) -- checked before hours of work
@@ -90,11 +142,14 @@ def run_qsm_command(args: argparse.Namespace) -> int:
         case_files = case_input_files(find_case_files(args.case_dir))
     except M1Error:  # not a plain case folder: load_case_input says what is wrong
         case_files = []
-    check_outputs([Path(args.out) / n for n in outs], [args.mask, *case_files])
+    roi_file = getattr(args, "reference_roi", None)
+    params = params_from_args(args)
+    check_outputs([Path(args.out) / n for n in outs], [args.mask, roi_file, *case_files])
     inp = load_case_input(args.case_dir, b0_tesla=args.b0)
     for w in inp.warnings:
         print(f"warning: {w}", file=sys.stderr)
     mask = load_mask_file(args.mask, inp) if args.mask else None
+    ref_roi = load_mask_file(roi_file, inp) if roi_file else None
     last = [-1.0]
 
     def progress(frac: float, msg: str) -> None:
@@ -102,15 +157,19 @@ def run_qsm_command(args: argparse.Namespace) -> int:
             last[0] = frac
             log.info("%3.0f%% %s", 100 * frac, msg)
 
-    res = run_qsm(inp, PRESETS[args.preset], mask=mask, progress=progress)
+    res = run_qsm(inp, params, mask=mask, reference_roi=ref_roi, progress=progress)
     source = dict(inp.source)
     if args.mask:
         source["mask_file"] = Path(args.mask).name
+    if roi_file:
+        source["reference_roi_file"] = Path(roi_file).name
     out = write_qsm_outputs(res, args.out, affine=inp.affine, source=source)
     ref = res.info["reference"]["subtracted_ppm"]
     print(
-        f"napari-m1 qsm: wrote {out}/Chimap.nii.gz ({args.preset} preset, "
-        f"{int(res.mask.sum())} voxels in the final mask, reference {ref:+.4f} ppm subtracted) "
+        f"napari-m1 qsm: wrote {out}/Chimap.nii.gz ({params.preset} preset: "
+        f"{res.info['background']['method']} + {res.info['dipole']['method']}, "
+        f"{int(res.mask.sum())} voxels in the final mask, reference "
+        f"{res.info['reference']['method']} {ref:+.4f} ppm subtracted) "
         f"in {time.perf_counter() - t0:.1f} s"
     )
     return 0

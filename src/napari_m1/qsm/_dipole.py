@@ -7,7 +7,7 @@ Two methods, both on a zero-padded grid (:func:`napari_m1.qsm._fourier.pad_shape
 - :func:`tv_admm` — total-variation regularised inversion by ADMM with the closed-form
   chi update of Bilgic et al. (MRM 2014):
   ``min 1/2 ||F^-1 D F chi - f||^2 + lambda ||grad chi||_1``.
-  float32, ``rfftn``, every buffer allocated once and reused.
+  float32, ``rfftn``, one FFT pair per iteration, the work buffers allocated once.
 
 Both return chi in the caller's voxel order and shape, zero outside ``mask``.
 """
@@ -47,6 +47,14 @@ def _add_adjoint_diff(t: np.ndarray, ax: int, scale: np.float32, acc: np.ndarray
     acc[_sl(ax, slice(1, None))] += t[_sl(ax, slice(None, -1))]
     acc[_sl(ax, slice(0, 1))] += t[_sl(ax, slice(-1, None))]
     acc -= t
+
+
+def _set_adjoint_diff(t: np.ndarray, ax: int, scale: np.float32, acc: np.ndarray) -> None:
+    """``acc = (t[i-1] - t[i]) * scale`` along ``ax`` (overwrites ``acc``; scales ``t``)."""
+    t *= scale
+    np.negative(t, out=acc)
+    acc[_sl(ax, slice(1, None))] += t[_sl(ax, slice(None, -1))]
+    acc[_sl(ax, slice(0, 1))] += t[_sl(ax, slice(-1, None))]
 
 
 def tkd(
@@ -108,7 +116,7 @@ def tv_admm(
     lam: float = 5e-4,
     rho: float | None = None,
     n_iter: int = 40,
-    tol: float = 1e-3,
+    tol: float = 3e-3,
     padded_shape: Sequence[int] | None = None,
     progress: ProgressFn | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -153,6 +161,8 @@ def tv_admm(
     w = _fft_workers()
     h = [float(v) for v in voxel_size_mm]
 
+    if cancel is not None and cancel():
+        raise Cancelled
     d = dipole_kernel(ps, voxel_size_mm, b0_dir)
     e = gradient_ft(ps, voxel_size_mm)
     denom = d * d
@@ -161,48 +171,57 @@ def tv_admm(
     denom[0, 0, 0] = 1.0  # mean of chi is undetermined: keep it at 0 (numerator is 0 there)
     inv_denom = (1.0 / denom).astype(np.float32)
     del denom, e
+    if cancel is not None and cancel():
+        raise Cancelled
     f = pad(np.where(mask, local_field_ppm, 0), ps)
     dtf = rfftn(f, workers=w)  # becomes D * F(f)
     dtf *= d
     del f, d
 
+    # Closed-form x-update: X = a * F(sum_ax E_ax^H w_ax) + b with a = rho / denom and
+    # b = D F(f) / denom, so one rfftn + one irfftn per iteration and two complex passes.
+    a = (np.float32(rho) * inv_denom).astype(np.float32)
+    b = dtf
+    b *= inv_denom
+    del inv_denom, dtf
+
+    # ADMM for the splitting z = grad x (scaled dual u). Only u is stored: the x-update needs
+    # z - u = t - 2 clip(t), where t = grad x + u, and that is folded straight into the
+    # adjoint sum ``acc`` during the z/u update (soft(t) = t - clip(t), u_new = clip(t)).
     x = np.zeros(ps, dtype=np.float32)
-    z = [np.zeros(ps, dtype=np.float32) for _ in range(3)]
     u = [np.zeros(ps, dtype=np.float32) for _ in range(3)]
     t = np.empty(ps, dtype=np.float32)
-    acc = np.empty(ps, dtype=np.float32)
+    acc = np.zeros(ps, dtype=np.float32)  # sum_ax E_ax^T (z - u)_ax: 0 for z = u = 0
     thr = np.float32(lam / rho)
-    rho32 = np.float32(rho)
+    inv_h = [np.float32(1.0 / v) for v in h]
     change = np.inf
     it = 0
     for it in range(1, n_iter + 1):
         if cancel is not None and cancel():
             raise Cancelled
-        # x-update: (D^2 + rho sum |E|^2) X = D F(f) + rho sum conj(E) F(z - u)
-        # adjoint of the forward difference: (t[i-1] - t[i]) / h
-        acc.fill(0)
-        for ax in range(3):
-            np.subtract(z[ax], u[ax], out=t)
-            _add_adjoint_diff(t, ax, np.float32(1.0 / h[ax]), acc)
         spec = rfftn(acc, workers=w)
-        spec *= rho32
-        spec += dtf
-        spec *= inv_denom
-        x_new = irfftn(spec, s=ps, workers=w).astype(np.float32, copy=False)
+        spec *= a
+        spec += b
+        x_new = irfftn(spec, s=ps, workers=w)
         del spec
-        num = float(np.linalg.norm(x_new - x))
-        den = float(np.linalg.norm(x_new)) or 1.0
-        change = num / den
+        if x_new.dtype != np.float32:  # pragma: no cover - scipy keeps complex64 -> float32
+            x_new = x_new.astype(np.float32)
+        np.subtract(x_new, x, out=t)
+        flat_t, flat_x = t.reshape(-1), x_new.reshape(-1)
+        num = float(np.dot(flat_t, flat_t))
+        den = float(np.dot(flat_x, flat_x)) or 1.0
+        change = (num / den) ** 0.5
         x = x_new
-        # z- and u-updates, one axis at a time: t = grad x + u; z = soft(t); u = t - z
         for ax in range(3):
-            _forward_diff(x, ax, np.float32(1.0 / h[ax]), t)
+            _forward_diff(x, ax, inv_h[ax], t)
             t += u[ax]
-            np.abs(t, out=z[ax])
-            z[ax] -= thr
-            np.maximum(z[ax], 0, out=z[ax])
-            z[ax] *= np.sign(t)
-            np.subtract(t, z[ax], out=u[ax])
+            np.clip(t, -thr, thr, out=u[ax])
+            t -= u[ax]
+            t -= u[ax]  # t = z - u
+            if ax == 0:
+                _set_adjoint_diff(t, ax, inv_h[ax], acc)
+            else:
+                _add_adjoint_diff(t, ax, inv_h[ax], acc)
         if progress is not None:
             progress(it / n_iter, f"TV iteration {it}/{n_iter}")
         if change < tol:

@@ -9,7 +9,6 @@ frame come from it — oblique slabs included.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -123,26 +122,6 @@ class QSMInput:
         return tuple(self.mag.shape[1:])  # type: ignore[return-value]
 
 
-def _b0_from_files(files: object, folder: Path) -> tuple[float | None, str]:
-    cj = folder / "case.json"
-    if cj.is_file():
-        try:
-            spec = json.loads(cj.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            spec = {}
-        for key in ("b0_tesla", "field_strength_t", "MagneticFieldStrength"):
-            if isinstance(spec, dict) and isinstance(spec.get(key), (int, float)):
-                return float(spec[key]), f"case.json {key}"
-    from ..io._nifti import read_sidecar
-
-    for p in [*getattr(files, "gre", []), *getattr(files, "phase", [])]:
-        side = read_sidecar(p)
-        v = side.get("MagneticFieldStrength")
-        if isinstance(v, (int, float)):
-            return float(v), f"{Path(p).name} sidecar MagneticFieldStrength"
-    return None, ""
-
-
 _NOMINAL_RANGES = ((-4096.0, 4095.0), (0.0, 4095.0), (-2048.0, 2047.0), (0.0, 4096.0))
 
 
@@ -216,6 +195,7 @@ def load_case_input(
         grids — each as one line naming the folder or file.
     """
     from ..io import load_case
+    from ..io._case import field_strength
 
     folder = Path(case_dir)
     case = load_case(folder, kinds=("gre", "phase"))
@@ -233,7 +213,7 @@ def load_case_input(
         )
     where = "argument --b0"
     if b0_tesla is None:
-        b0_tesla, where = _b0_from_files(case.files, folder)
+        b0_tesla, where = field_strength(case.files)
         if b0_tesla is None:
             raise M1LoadError(
                 f"{folder.name}: field strength unknown (no MagneticFieldStrength in the "

@@ -7,7 +7,36 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["brain_mask", "phase_quality"]
+from ._common import CancelFn, check_cancel
+
+__all__ = ["brain_mask", "fill_holes", "phase_quality"]
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of a binary mask: background components that do not reach the border.
+
+    The same result as ``scipy.ndimage.binary_fill_holes`` (face connectivity) from one
+    labelling pass instead of an iterated dilation (seconds faster at 256^3).
+
+    Parameters
+    ----------
+    mask : bool ndarray, any number of dimensions
+
+    Returns
+    -------
+    bool ndarray, same shape
+    """
+    from scipy import ndimage as ndi
+
+    lab, n = ndi.label(~mask)
+    if n == 0:
+        return mask.copy()
+    border = np.zeros(n + 1, bool)
+    for ax in range(mask.ndim):
+        for end in (0, -1):
+            border[np.unique(np.take(lab, end, axis=ax))] = True
+    border[0] = True  # label 0 is the mask itself
+    return mask | ~border[lab]
 
 
 def phase_quality(phase: np.ndarray, echo_times_ms: object = None) -> np.ndarray:
@@ -42,6 +71,7 @@ def brain_mask(
     *,
     quality_threshold: float = 0.6,
     voxel_size_mm: Sequence[float] | None = None,
+    cancel: CancelFn | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Otsu threshold of the first-echo magnitude, intersected with phase quality.
 
@@ -56,6 +86,9 @@ def brain_mask(
         Minimum :func:`phase_quality` (0 disables the phase criterion).
     voxel_size_mm : sequence of 3 float, optional
         Holes are also filled in slices across the coarsest axis (default axis 0).
+    cancel : callable() -> bool, optional
+        Checked between the steps and every 16 slices; raises
+        :class:`napari_m1.qsm.Cancelled`.
 
     Returns
     -------
@@ -75,19 +108,26 @@ def brain_mask(
     sample = np.log(pos[:: max(1, pos.size // 2_000_000)])  # <= 2 M voxels, deterministic
     thr = float(np.exp(threshold_otsu(sample)))
     mask = m0 > thr
+    check_cancel(cancel)
     if quality_threshold > 0:
         mask &= phase_quality(phase) >= quality_threshold
+    check_cancel(cancel)
     mask = ndi.binary_opening(mask, iterations=1)
+    check_cancel(cancel)
     lab, n = ndi.label(mask)
     if n > 1:
         sizes = np.bincount(lab.ravel())
         sizes[0] = 0
         mask = lab == int(np.argmax(sizes))
-    mask = ndi.binary_fill_holes(mask)
+    del lab
+    check_cancel(cancel)
+    mask = fill_holes(mask)
     # Holes open to the slab's ends are not 3D holes: fill them slice by slice as well.
     ax = int(np.argmax(voxel_size_mm)) if voxel_size_mm is not None else 0
     for k in range(mask.shape[ax]):
+        if k % 16 == 0:
+            check_cancel(cancel)
         sl = [slice(None)] * 3
         sl[ax] = k
-        mask[tuple(sl)] = ndi.binary_fill_holes(mask[tuple(sl)])
+        mask[tuple(sl)] = fill_holes(mask[tuple(sl)])
     return mask, {"otsu_threshold": thr, "quality_threshold": quality_threshold}

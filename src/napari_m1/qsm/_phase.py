@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ._common import Cancelled, ProgressFn
+from ._common import CancelFn, Cancelled, ProgressFn, check_cancel, run_abandonable
 from ._fourier import _fft_workers
 
 __all__ = [
@@ -33,7 +33,11 @@ def _wrap(a: np.ndarray) -> np.ndarray:
 
 
 def unwrap_laplacian(
-    phase: np.ndarray, voxel_size_mm: Sequence[float], mask: np.ndarray | None = None
+    phase: np.ndarray,
+    voxel_size_mm: Sequence[float],
+    mask: np.ndarray | None = None,
+    *,
+    cancel: CancelFn | None = None,
 ) -> np.ndarray:
     """Laplacian phase unwrapping (Schofield & Zhu 2003): fast, smooth, not integer-exact.
 
@@ -49,6 +53,8 @@ def unwrap_laplacian(
     voxel_size_mm : sequence of 3 float
     mask : bool ndarray, optional
         Voxels whose phase matters (for the constant); default all.
+    cancel : callable() -> bool, optional
+        Checked between the steps (:class:`Cancelled`).
 
     Returns
     -------
@@ -75,8 +81,12 @@ def unwrap_laplacian(
 
     s = np.sin(phase, dtype=np.float32)
     c = np.cos(phase, dtype=np.float32)
-    rhs = c * laplacian(s) - s * laplacian(c)
+    check_cancel(cancel)
+    rhs = c * laplacian(s)
+    check_cancel(cancel)
+    rhs -= s * laplacian(c)
     del s, c
+    check_cancel(cancel)
     eig = np.zeros(shape, dtype=np.float64)
     for ax, n in enumerate(shape):
         sym = (2.0 * np.cos(np.pi * np.arange(n) / n) - 2.0) / (h[ax] * h[ax])
@@ -84,8 +94,11 @@ def unwrap_laplacian(
         sh[ax] = n
         eig = eig + sym.reshape(sh)
     spec = dctn(rhs, type=2, workers=w)
+    del rhs
+    check_cancel(cancel)
     eig[0, 0, 0] = 1.0
     spec /= eig.astype(np.float32)
+    del eig
     spec[0, 0, 0] = 0.0
     out = np.ascontiguousarray(idctn(spec, type=2, workers=w), dtype=np.float32)
     m = np.ones(shape, bool) if mask is None else mask
@@ -114,8 +127,8 @@ def unwrap_path(
     on each slice across the coarsest axis, then every connected region of a slice is shifted
     by the multiple of 2 pi that best matches the already aligned neighbouring slice (median
     of the difference on their overlap), starting from the slice with the largest mask.
-    Interruptible between slices. ``mode='3d'``: skimage's 3D unwrapper in one call (slower
-    and not interruptible).
+    Interruptible between slices. ``mode='3d'``: skimage's 3D unwrapper in one call (slower);
+    it runs in a helper thread that cancel abandons (:func:`run_abandonable`).
 
     Parameters
     ----------
@@ -141,8 +154,11 @@ def unwrap_path(
     if not mask.any():
         return out
     if mode == "3d":
-        res = unwrap_phase(np.ma.array(phase, mask=~mask))
+        # one C call (minutes at 256^3): run where cancel can abandon it
+        res = run_abandonable(lambda: unwrap_phase(np.ma.array(phase, mask=~mask)), cancel)
         out[mask] = np.ma.getdata(res)[mask]
+        if progress is not None:
+            progress(1.0, "unwrapped (3D)")
     elif mode == "2d":
         ax = _slice_axis(voxel_size_mm)
         ph = np.moveaxis(phase, ax, 0)
@@ -187,6 +203,7 @@ def mcpc3ds_offset(
     *,
     unwrap: Callable[[np.ndarray], np.ndarray],
     sigma_mm: float = 2.0,
+    cancel: CancelFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """MCPC-3D-S phase offset (Eckstein et al. 2018) from echoes 1 and 2.
 
@@ -206,6 +223,8 @@ def mcpc3ds_offset(
         The unwrapper for the echo-difference phase (3D, radians).
     sigma_mm : float
         Smoothing of phi0 (mm).
+    cancel : callable() -> bool, optional
+        Checked between the separable filter passes (:class:`Cancelled`).
 
     Returns
     -------
@@ -214,19 +233,27 @@ def mcpc3ds_offset(
     omega : float32 ndarray, shape (n0, n1, n2)
         Unwrapped echo-difference phase per ms (rad/ms): the template for the other echoes.
     """
-    from scipy.ndimage import gaussian_filter
+    from scipy.ndimage import gaussian_filter1d
 
     te = np.asarray(echo_times_ms, dtype=np.float64)
     dte = te[1] - te[0]
     dphi = _wrap(phase[1] - phase[0])
     dphi_u = unwrap(dphi)
+    del dphi
     omega = (dphi_u / np.float32(dte)).astype(np.float32)
+    del dphi_u
     phi0 = phase[0] - np.float32(te[0]) * omega
     sig = [sigma_mm / v for v in voxel_size_mm]
     w = np.where(mask, mag[0], 0).astype(np.float32)
-    re = gaussian_filter(w * np.cos(phi0), sig, mode="nearest")
-    im = gaussian_filter(w * np.sin(phi0), sig, mode="nearest")
-    phi0_s = np.arctan2(im, re).astype(np.float32)
+    smooth = []
+    for part in (np.cos(phi0) * w, np.sin(phi0) * w):
+        # separable Gaussian (the same as gaussian_filter), one axis per uninterruptible call
+        for ax, s in enumerate(sig):
+            check_cancel(cancel)
+            gaussian_filter1d(part, s, axis=ax, mode="nearest", output=part)
+        smooth.append(part)
+    del phi0, w
+    phi0_s = np.arctan2(smooth[1], smooth[0]).astype(np.float32)
     return phi0_s, omega
 
 
@@ -242,6 +269,7 @@ def combine_echoes(
     echo_times_ms: Sequence[float],
     *,
     method: str = "average",
+    cancel: CancelFn | None = None,
 ) -> np.ndarray:
     """Weighted combination of unwrapped, offset-free echo phases -> omega (rad/ms).
 
@@ -254,6 +282,8 @@ def combine_echoes(
     mag, phase_unwrapped : float ndarray, shape (n_echoes, n0, n1, n2)
     echo_times_ms : sequence of float
     method : {'average', 'fit'}
+    cancel : callable() -> bool, optional
+        Checked once per echo (:class:`Cancelled`).
 
     Returns
     -------
@@ -263,6 +293,7 @@ def combine_echoes(
     num = np.zeros(mag.shape[1:], dtype=np.float32)
     den = np.zeros(mag.shape[1:], dtype=np.float32)
     for m, p, te in zip(mag, phase_unwrapped, echo_times_ms, strict=True):
+        check_cancel(cancel)
         te32 = np.float32(te)
         if method == "average":
             num += m * p

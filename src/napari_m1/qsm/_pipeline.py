@@ -19,6 +19,8 @@ import numpy as np
 from ..errors import M1InputError
 from ._common import CancelFn, ProgressFn, check_cancel
 from ._inputs import QSMInput
+from ._reference import reference_mean
+from ._stages import background_stage, dipole_stage, reference_stage
 
 __all__ = ["PRESETS", "QSMParams", "QSMResult", "reference_mean", "run_qsm"]
 
@@ -43,17 +45,35 @@ class QSMParams:
         Echo combination (:func:`napari_m1.qsm.combine_echoes`).
     phi0_sigma_mm : float
         Smoothing of the MCPC-3D-S phase offset.
+    background : {'vsharp', 'resharp', 'pdf'}
+        Background field removal (:func:`~napari_m1.qsm.vsharp`,
+        :func:`~napari_m1.qsm.resharp`, :func:`~napari_m1.qsm.pdf`).
     vsharp_max_radius_mm, vsharp_threshold : float
         V-SHARP largest sphere and deconvolution truncation.
-    dipole : {'tv', 'tkd'}
-        Dipole inversion.
+    resharp_radius_mm, resharp_lambda, resharp_tol : float
+        RESHARP sphere, Tikhonov weight, CG stopping residual.
+    pdf_tol : float
+        PDF CG stopping residual.
+    bg_iterations : int
+        Maximum CG iterations of RESHARP / PDF.
+    dipole : {'tv', 'tkd', 'iswim'}
+        Dipole inversion; ``iswim`` is the SWIM-like research method.
     tkd_threshold : float
     tv_lambda, tv_rho : float
         TV weight; ADMM penalty (None -> 100 lambda).
     tv_iterations : int
+        Maximum TV iterations.
     tv_tol : float
-    reference : {'mean', 'none'}
-        ``mean``: subtract the mean chi inside the final mask (whole-brain reference).
+        TV stops when chi changes by less than this (relative) in an iteration.
+    iswim_threshold : float
+        ``|D|`` below which the SWIM-like method refills k-space.
+    iswim_iterations : int
+    reference : {'mean', 'csf', 'roi', 'none'}
+        ``mean``: subtract the mean chi inside the final mask (whole-brain reference);
+        ``csf``: the mean over CSF (R2* < ``csf_r2star_max``, bright first echo);
+        ``roi``: the mean over a given region (``run_qsm(reference_roi=...)``).
+    csf_r2star_max : float
+        R2* threshold (1/s) of the CSF reference.
     """
 
     preset: str = "default"
@@ -61,15 +81,24 @@ class QSMParams:
     unwrap: Literal["path", "path3d", "laplacian"] = "path"
     combine: Literal["average", "fit"] = "average"
     phi0_sigma_mm: float = 2.0
+    background: Literal["vsharp", "resharp", "pdf"] = "vsharp"
     vsharp_max_radius_mm: float = 12.0
     vsharp_threshold: float = 0.05
-    dipole: Literal["tv", "tkd"] = "tv"
+    resharp_radius_mm: float = 4.0
+    resharp_lambda: float = 1e-4
+    resharp_tol: float = 1e-3
+    pdf_tol: float = 1e-3
+    bg_iterations: int = 100
+    dipole: Literal["tv", "tkd", "iswim"] = "tv"
     tkd_threshold: float = 0.19
     tv_lambda: float = 7e-5
     tv_rho: float | None = None
     tv_iterations: int = 40
-    tv_tol: float = 1e-3
-    reference: Literal["mean", "none"] = "mean"
+    tv_tol: float = 3e-3
+    iswim_threshold: float = 0.19
+    iswim_iterations: int = 3
+    reference: Literal["mean", "csf", "roi", "none"] = "mean"
+    csf_r2star_max: float = 20.0
 
     def replace(self, **kw: Any) -> QSMParams:
         """A copy with some fields changed (``preset`` becomes ``custom`` unless given)."""
@@ -92,7 +121,8 @@ class QSMResult:
     chi_ppm : ndarray, shape (n0, n1, n2)
         Susceptibility (ppm), referenced, 0 outside ``mask``.
     mask : bool ndarray
-        Final mask: the input mask eroded by V-SHARP's smallest sphere.
+        Final mask: the input mask eroded by V-SHARP's smallest (RESHARP's) sphere; PDF keeps
+        the input mask.
     input_mask : bool ndarray
         The mask the field was computed in (automatic or given).
     total_field_ppm, local_field_ppm : ndarray
@@ -114,22 +144,6 @@ class QSMResult:
     info: dict = field(default_factory=dict)
     timings_s: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-
-
-def reference_mean(chi: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
-    """Subtract the mean chi inside ``mask`` (whole-brain reference); 0 stays 0 outside.
-
-    Returns
-    -------
-    chi : float32 ndarray
-        Referenced copy.
-    reference_ppm : float
-        The value subtracted.
-    """
-    ref = float(np.mean(chi[mask], dtype=np.float64)) if mask.any() else 0.0
-    out = chi - np.float32(ref)
-    out[~mask] = 0
-    return out.astype(np.float32), ref
 
 
 # Share of the progress bar per stage.
@@ -187,14 +201,17 @@ def total_field(
 
     vs = inp.voxel_size_mm
     tes = inp.echo_times_ms
-    phase = _wrap(inp.phase)
+    phase = np.empty(inp.phase.shape, dtype=np.float32)
+    for e in range(len(tes)):
+        check_cancel(cancel)
+        phase[e] = _wrap(inp.phase[e])
 
     def prog(lo: float, hi: float) -> ProgressFn:
         return lambda f, m: progress(lo + (hi - lo) * f, m) if progress else None
 
     def unwrap3(p: np.ndarray, lo: float = 0.0, hi: float = 0.7) -> np.ndarray:
         if params.unwrap == "laplacian":
-            return unwrap_laplacian(p, vs, mask)
+            return unwrap_laplacian(p, vs, mask, cancel=cancel)
         mode = "3d" if params.unwrap == "path3d" else "2d"
         return unwrap_path(p, mask, vs, mode=mode, progress=prog(lo, hi), cancel=cancel)
 
@@ -212,6 +229,7 @@ def total_field(
             vs,
             unwrap=lambda p: unwrap3(p, 0.0, 0.7),
             sigma_mm=params.phi0_sigma_mm,
+            cancel=cancel,
         )
         info["phase_offset"] = "MCPC-3D-S (echoes 1-2)"
         check_cancel(cancel)
@@ -220,14 +238,14 @@ def total_field(
             check_cancel(cancel)
             pe = _wrap(phase[e] - phi0)
             if params.unwrap == "laplacian":
-                unwrapped[e] = unwrap_laplacian(pe, vs, mask)
+                unwrapped[e] = unwrap_laplacian(pe, vs, mask, cancel=cancel)
             else:
                 unwrapped[e] = template_unwrap(pe, omega_t * np.float32(te))
             if progress:
                 progress(0.7 + 0.25 * (e + 1) / len(tes), f"echo {e + 1} unwrapped")
         del phi0
     check_cancel(cancel)
-    omega = combine_echoes(inp.mag, unwrapped, tes, method=params.combine)
+    omega = combine_echoes(inp.mag, unwrapped, tes, method=params.combine, cancel=cancel)
     del unwrapped
     check_cancel(cancel)
     field_ppm = field_ppm_from_omega(omega, inp.b0_tesla)
@@ -242,6 +260,7 @@ def run_qsm(
     params: QSMParams | None = None,
     *,
     mask: np.ndarray | None = None,
+    reference_roi: np.ndarray | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> QSMResult:
@@ -254,6 +273,8 @@ def run_qsm(
         Default ``PRESETS['default']``.
     mask : bool ndarray, shape (n0, n1, n2), optional
         Use this brain mask instead of the automatic one (Otsu ∩ phase quality).
+    reference_roi : bool ndarray, shape (n0, n1, n2), optional
+        The reference region when ``params.reference == 'roi'``.
     progress : callable(fraction, message), optional
         Overall fraction in [0, 1]; called at least once per slice, sphere or iteration.
     cancel : callable() -> bool, optional
@@ -263,8 +284,6 @@ def run_qsm(
     -------
     QSMResult
     """
-    from ._background import vsharp
-    from ._dipole import tkd, tv_admm
     from ._fourier import pad_shape
     from ._mask import brain_mask
 
@@ -283,7 +302,11 @@ def run_qsm(
     pr.stage("mask")
     if mask is None:
         in_mask, minfo = brain_mask(
-            inp.mag, inp.phase, quality_threshold=p.mask_quality, voxel_size_mm=inp.voxel_size_mm
+            inp.mag,
+            inp.phase,
+            quality_threshold=p.mask_quality,
+            voxel_size_mm=inp.voxel_size_mm,
+            cancel=cancel,
         )
         info["mask"] = {"source": "automatic (Otsu ∩ phase quality)", **minfo}
     else:
@@ -308,62 +331,26 @@ def run_qsm(
     info["padded_shape"] = list(ps)
     t0 = time.perf_counter()
     pr.stage("background")
-    local, final_mask, binfo = vsharp(
-        total,
-        in_mask,
-        inp.voxel_size_mm,
-        max_radius_mm=p.vsharp_max_radius_mm,
-        threshold=p.vsharp_threshold,
-        padded_shape=ps,
-        progress=pr,
-        cancel=cancel,
+    local, final_mask, binfo = background_stage(
+        total, in_mask, inp, p, ps, progress=pr, cancel=cancel
     )
-    info["background"] = {"method": "V-SHARP", **binfo}
+    info["background"] = binfo
     info["mask"]["final_voxels"] = int(final_mask.sum())
     timings["background"] = time.perf_counter() - t0
     check_cancel(cancel)
     if not final_mask.any():
-        raise M1InputError("V-SHARP eroded the whole mask (is the brain mask too small?)")
+        raise M1InputError(
+            f"{binfo['method']} eroded the whole mask (is the brain mask too small?)"
+        )
 
     t0 = time.perf_counter()
     pr.stage("dipole")
-    if p.dipole == "tkd":
-        chi = tkd(
-            local,
-            final_mask,
-            inp.voxel_size_mm,
-            inp.b0_dir,
-            threshold=p.tkd_threshold,
-            padded_shape=ps,
-        )
-        info["dipole"] = {"method": "TKD", "threshold": p.tkd_threshold}
-    elif p.dipole == "tv":
-        chi, tinfo = tv_admm(
-            local,
-            final_mask,
-            inp.voxel_size_mm,
-            inp.b0_dir,
-            lam=p.tv_lambda,
-            rho=p.tv_rho,
-            n_iter=p.tv_iterations,
-            tol=p.tv_tol,
-            padded_shape=pad_shape(inp.shape, in_mask, inp.b0_dir, cut="both"),
-            progress=pr,
-            cancel=cancel,
-        )
-        info["dipole"] = {"method": "TV-ADMM", **tinfo}
-        info["dipole"]["padded_shape"] = list(
-            pad_shape(inp.shape, in_mask, inp.b0_dir, cut="both")
-        )
-    else:
-        raise ValueError(f"unknown dipole inversion {p.dipole!r}")
+    chi, info["dipole"] = dipole_stage(
+        local, final_mask, in_mask, inp, p, ps, progress=pr, cancel=cancel
+    )
     timings["dipole"] = time.perf_counter() - t0
-
-    if p.reference == "mean":
-        chi, ref = reference_mean(chi, final_mask)
-        info["reference"] = {"method": "whole-brain mean (final mask)", "subtracted_ppm": ref}
-    else:
-        info["reference"] = {"method": "none", "subtracted_ppm": 0.0}
+    check_cancel(cancel)
+    chi, info["reference"] = reference_stage(chi, final_mask, inp, p, reference_roi)
     if progress:
         progress(1.0, "done")
     log.info("QSM %s: %s", p.preset, ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))

@@ -14,7 +14,8 @@ REDACTED = "[case]"
 
 def identifying_tokens(case_folder: str | Path, extra: Iterable[str] = ()) -> list[str]:
     """Strings that would identify a case: its path, folder names, file names and stems,
-    and the names, IDs, dates and site found in its DICOM headers and JSON sidecars."""
+    and the names, IDs, dates and site found in its DICOM headers, JSON sidecars,
+    NIfTI-MRS header extensions and RDA headers."""
     p = Path(case_folder)
     toks: set[str] = {str(p), str(p.resolve())}
     toks.update(part for part in p.resolve().parts[-3:] if len(part) >= 3)
