@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Redactor", "blind_case", "identifying_tokens"]
 
@@ -94,4 +95,16 @@ def blind_case(case: object, pseudonym: str, redactor: Redactor) -> object:
     for vol in case.volumes:  # type: ignore[attr-defined]
         vol.sources = []
         vol.warnings = [redactor.redact(w) for w in vol.warnings]
+        # extra metadata may name a file (e.g. where B0 came from): redacted as text
+        vol.extra = {k: _redact_value(v, redactor) for k, v in vol.extra.items()}
     return case
+
+
+def _redact_value(value: Any, redactor: Redactor) -> Any:
+    if isinstance(value, str):
+        return redactor.redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v, redactor) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact_value(v, redactor) for v in value)
+    return value
