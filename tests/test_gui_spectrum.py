@@ -287,3 +287,102 @@ def test_workstation_mrsi_tab_fits_1920x1080(make_napari_viewer, mrsi_case, qtbo
     # the summary of measurements stays under the tabs
     assert _on_screen(ws.measurements.summary)
     viewer.window.screenshot(str(shots / "mrsi-workstation.png"), canvas_only=False, flash=False)
+
+
+def _click(mouse, ras):
+    """A real left click (press + release) on the canvas at a RAS point."""
+    w = mouse.world(ras)[-3:]
+    view = mouse.canvas.view
+    disp = [d - (mouse.viewer.dims.ndim - 3) for d in mouse.viewer.dims.displayed]
+    x, y = (view.transform * view.scene.transform).map([w[disp[1]], w[disp[0]]])[:2]
+    for typ, buttons in (
+        (QEvent.Type.MouseButtonPress, Qt.MouseButton.LeftButton),
+        (QEvent.Type.MouseButtonRelease, Qt.MouseButton.NoButton),
+    ):
+        ev = QMouseEvent(
+            typ,
+            QPointF(x, y),
+            QPointF(x, y),
+            Qt.MouseButton.LeftButton,
+            buttons,
+            Qt.KeyboardModifier.NoModifier,
+        )
+        QApplication.sendEvent(mouse.canvas.native, ev)
+    QApplication.processEvents()
+
+
+def test_mrsi_voxel_slots_clicked_stored_and_measured(
+    make_napari_viewer, mrsi_case, qtbot, tmp_path, shots
+):
+    from napari_m1.annotation import load_annotations
+    from napari_m1.io import load_case
+    from napari_m1.measure import engine_for_case
+    from napari_m1.protocol import get_protocol
+
+    case, syn = mrsi_case
+    viewer, _sw = _open(make_napari_viewer, case, qtbot)
+    _, aw = viewer.window.add_plugin_dock_widget("napari-m1", "M1 annotation")
+    ctl = aw.ctl
+    ctl.reconfigure(protocol="mrsi-m1")
+    assert ctl.active == "L_hand_mrsi_voxel"
+    fit = read_fsl_mrsi(syn.folder)
+    maps = {r.name: r for r in ratio_maps(fit)}
+    # the planted tNAA %SD voxel (left of the midline: RAS x < 0) and a kept voxel
+    planted = tuple(int(i) for i in np.argwhere(syn.planted[("crlb", "tNAA")])[0])
+    kept = next(
+        (i, j, planted[2])
+        for i in range(fit.shape[0])
+        for j in range(fit.shape[1])
+        if all(m.reason[i, j, planted[2]] == 0 for m in maps.values())
+    )
+    mouse = Mouse(viewer)
+    ctl.toggle_placing(True)
+    targets = {"L_hand_mrsi_voxel": planted, "L_precentral_mrsi_voxel": kept}
+    for slot, ijk in targets.items():
+        ctl.active = slot
+        centre = (fit.affine @ np.array([*ijk, 1.0]))[:3]
+        click = centre + 0.3 * fit.affine[:3, 1]  # inside the voxel, off its centre
+        mouse.goto(centre, zoom=4.0)
+        _click(mouse, click)
+        qtbot.waitUntil(lambda slot=slot: slot in ctl.annset, timeout=3000)
+        ann = ctl.annset.get(slot)
+        assert ann.kind == "mrsi_voxel" and ann.voxel_ijk == ijk
+        rows = {r["metabolite"]: r for r in ctl.export_rows() if r["slot"] == slot}
+        for name, m in maps.items():
+            r = rows[name]
+            assert (r["mrsi_voxel_i"], r["mrsi_voxel_j"], r["mrsi_voxel_k"]) == ijk
+            assert [r["centre_x_mm"], r["centre_y_mm"], r["centre_z_mm"]] == pytest.approx(
+                centre.tolist()
+            )
+            assert r["mean_unfiltered"] == pytest.approx(m.unfiltered[ijk], rel=1e-6)
+            want = m.values[ijk]
+            assert (np.isnan(r["mean"]) and np.isnan(want)) or r["mean"] == pytest.approx(
+                want, rel=1e-6
+            )
+            bits = int(m.reason[ijk])
+            assert r["mrsi_qc_reason"] == "+".join(
+                k for k, b in (("crlb", 1), ("fwhm", 2), ("snr", 4), ("mask", 8)) if bits & b
+            )
+            assert r["mrsi_n_excluded_voxels"] == (1 if bits else 0)
+            assert r["qc_max_sd_pct"] == 20.0
+    rows = {r["metabolite"]: r for r in ctl.export_rows() if r["slot"] == "L_hand_mrsi_voxel"}
+    assert rows["tNAA/tCr"]["mrsi_qc_reason"] == "crlb" and np.isnan(rows["tNAA/tCr"]["mean"])
+    # the square is drawn on the slice, and the checklist went on to the next slot
+    shapes = viewer.layers["M1 annotations"]
+    assert "rectangle" in shapes.shape_type
+    viewer.window.screenshot(str(shots / "mrsi-voxel-slots.png"), canvas_only=False, flash=False)
+    # stored with the annotations; reloaded identical; the CLI engine measures the same
+    path = ctl.save_as(tmp_path / "voxels.m1ann.jsonl")
+    text = path.read_text()
+    assert '"voxel_ijk": [' in text
+    loaded = load_annotations(path, protocol=get_protocol("mrsi-m1"))
+    assert loaded.items["L_hand_mrsi_voxel"].voxel_ijk == planted
+    eng = engine_for_case(load_case(case), get_protocol("mrsi-m1"), reader="r")
+    for slot in targets:
+        eng.update(slot, loaded.items[slot])
+        cli = {r["metabolite"]: r for r in eng.rows_for(slot) if r["layer_kind"] == "mrsi"}
+        gui = {r["metabolite"]: r for r in ctl.export_rows() if r["slot"] == slot}
+        for name in maps:
+            for col in ("mean", "mean_unfiltered", "mrsi_qc_reason", "mrsi_voxel_i"):
+                a, b = cli[name][col], gui[name][col]
+                assert a == b or (np.isnan(a) and np.isnan(b)), (slot, name, col)

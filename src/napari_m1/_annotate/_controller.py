@@ -310,7 +310,7 @@ class AnnotationController(EditsMixin):
             and change.before is None
             and change.action == "add"
             and change.slot == self._active
-            and change.after.kind == "roi"  # a caliper: after its profile is accepted (or N)
+            and change.after.kind in ("roi", "mrsi_voxel")  # a caliper: after its profile
         ):
             self.next_missing()
 
