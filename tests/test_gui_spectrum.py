@@ -232,6 +232,16 @@ def test_blinded_session_shows_data_only(make_napari_viewer, tmp_path, phantom_c
     for tok in ("Doe", "Jane", "Secret", "MHz", "fit.nii", "Doe_Jane_MRSI"):
         assert tok not in blob, tok
     assert "Voxel (" in blob
+    assert sw.qc_table.rowCount() == 4 and "tNAA/tCr" in sw.verdict_label.text()
+    # a study that hides live numbers: no QC numbers, no ratio values; the verdict stays
+    from napari_m1._qt.measurement_widget import set_numbers_hidden
+
+    set_numbers_hidden(viewer, True)
+    sw.show_voxel(sw.hit)
+    assert sw.qc_table.rowCount() == 0
+    text = sw.verdict_label.text()
+    assert "hidden" in text and "tNAA/tCr" not in text and text.startswith("QC ")
+    set_numbers_hidden(viewer, False)
     get_mrsi_view(viewer).blinded = False
     sw._show_source_text()
     assert "Doe_Jane_MRSI" in sw.source_label.text()  # outside a session the folder is named
