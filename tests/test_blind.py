@@ -50,19 +50,23 @@ def test_redactor_scrubs_every_logger(caplog):
     assert caplog.records[-1].getMessage() == "SECRET42 after uninstall"
 
 
-def test_blind_case_redacts_file_names_in_extra_metadata(tmp_path):
-    """A case's extra metadata may name a file (where B0 came from): blinded as text."""
-    from napari_m1.io import load_case
-    from napari_m1.phantom import write_phantom_case
-    from napari_m1.session import blind_case
+def test_blind_case_redacts_provenance_text_in_extra_but_not_data_names():
+    from types import SimpleNamespace
 
-    folder = write_phantom_case(tmp_path / "FOLDERX9", "control", 1, n_slices=16, label="subX9")
-    case = load_case(folder)
-    ref = case.volumes[0]
-    ref.extra["b0_from"] = "sub-subX9_echo-1_part-mag_MEGRE.json MagneticFieldStrength"
-    ref.extra["nested"] = {"files": ["FOLDERX9/a.nii", 3]}
-    blind_case(case, "M1-ABC", Redactor(identifying_tokens(folder)))
-    text = repr([v.extra for v in case.volumes]) + repr([v.sources for v in case.volumes])
-    assert "X9" not in text and case.files.label == "M1-ABC"
-    assert ref.extra["b0_from"].endswith("MagneticFieldStrength")
-    assert ref.extra["nested"]["files"][1] == 3
+    from napari_m1.session import Redactor, blind_case
+
+    vol = SimpleNamespace(
+        sources=["sub-SECRETX_echo-1.nii.gz"],
+        warnings=["read sub-SECRETX_echo-1.nii.gz"],
+        extra={
+            "b0_from": "sub-SECRETX_echo-1.nii.gz sidecar MagneticFieldStrength",
+            "metabolite": "NAA+NAAG",
+            "b0_tesla": 7.0,
+        },
+    )
+    case = SimpleNamespace(files=SimpleNamespace(label="SECRETX"), volumes=[vol])
+    blind_case(case, "M1-ABC", Redactor(["sub-SECRETX_echo-1.nii.gz", "SECRETX", "NAA+NAAG"]))
+    assert case.files.label == "M1-ABC" and vol.sources == []
+    assert "SECRETX" not in vol.warnings[0] and "SECRETX" not in vol.extra["b0_from"]
+    assert vol.extra["b0_from"].endswith("sidecar MagneticFieldStrength")
+    assert vol.extra["metabolite"] == "NAA+NAAG" and vol.extra["b0_tesla"] == 7.0

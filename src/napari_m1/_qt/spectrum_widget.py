@@ -5,7 +5,9 @@ The spectrum is the real part against ppm, 4.2 -> 0.2 ppm (reversed, as spectros
 plot it): data black, fit red, baseline blue, residual grey below. The y range is the same
 for every voxel of a case, so hovering compares voxels; a move redraws only the lines
 (matplotlib blitting). In a blinded reader session the dock shows data only: no file or
-folder names, no header fields (:attr:`~napari_m1._mrsi_view.MRSIView.blinded`).
+folder names, no header fields (:attr:`~napari_m1._mrsi_view.MRSIView.blinded`); when the
+study hides live numbers, the %SD/FWHM/S/N table and ratio values are hidden too (the
+spectrum and the kept/excluded verdict stay).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._mrsi_view import REASON_COLOURS, VoxelHit, get_mrsi_view
+from .._reading import get_reading_tools
 from ..mrsi import PPM_WINDOW, QCThresholds
 
 if TYPE_CHECKING:
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["SpectrumWidget", "ThresholdForm"]
 
 QC_HEADERS = ("Metabolite", "%SD", "FWHM ppm", "S/N")
+#: a study that hides live numbers (``set_numbers_hidden``): the QC verdict stays
+HIDDEN_TEXT = "Numbers hidden for this read (study setting)."
 LINES = (  # name, colour, width, style
     ("data", "black", 1.0, "-"),
     ("fit", "#d62728", 1.2, "-"),
@@ -304,6 +309,10 @@ class SpectrumWidget(QWidget):
     def _show_qc(self, hit: VoxelHit) -> None:
         qc = hit.source.voxel_qc(hit.ijk)
         t = self.qc_table
+        if get_reading_tools(self.viewer).hide_values:  # the study hides live numbers
+            t.setRowCount(0)
+            self.verdict_label.setText(f"QC {qc.verdict}. {HIDDEN_TEXT}")
+            return
         t.setRowCount(len(qc.metabolites))
         for r, (name, sd, fwhm, snr) in enumerate(qc.metabolites):
             for c, text in enumerate((name, _num(sd, 0), _num(fwhm, 3), _num(snr, 1))):

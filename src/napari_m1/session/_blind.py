@@ -6,7 +6,6 @@ import logging
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 __all__ = ["Redactor", "blind_case", "identifying_tokens"]
 
@@ -87,24 +86,22 @@ class Redactor(logging.Filter):
         return True
 
 
+#: Volume.extra text values that name data, not provenance: never redacted (a metabolite
+#: named after its file stem, e.g. fsl_mrsi's ``NAA+NAAG``, must survive blinding)
+_DATA_TEXT_KEYS = frozenset({"metabolite", "phase_kind", "mrsi_source"})
+
+
 def blind_case(case: object, pseudonym: str, redactor: Redactor) -> object:
     """Make a loaded :class:`napari_m1.io.Case` safe to show: pseudonym label, no file
-    names in layer metadata, identifiers redacted from warnings. Returns the same object."""
+    names in layer metadata, identifiers redacted from warnings and from every other text
+    value of the volumes' ``extra`` (e.g. ``b0_from``, which names the sidecar B0 came
+    from). Returns the same object."""
     files = case.files  # type: ignore[attr-defined]
     files.label = pseudonym
     for vol in case.volumes:  # type: ignore[attr-defined]
         vol.sources = []
         vol.warnings = [redactor.redact(w) for w in vol.warnings]
-        # extra metadata may name a file (e.g. where B0 came from): redacted as text
-        vol.extra = {k: _redact_value(v, redactor) for k, v in vol.extra.items()}
+        for key, value in list(vol.extra.items()):
+            if isinstance(value, str) and key not in _DATA_TEXT_KEYS:
+                vol.extra[key] = redactor.redact(value)
     return case
-
-
-def _redact_value(value: Any, redactor: Redactor) -> Any:
-    if isinstance(value, str):
-        return redactor.redact(value)
-    if isinstance(value, dict):
-        return {k: _redact_value(v, redactor) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_redact_value(v, redactor) for v in value)
-    return value
