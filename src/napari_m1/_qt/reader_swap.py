@@ -91,10 +91,8 @@ class CaseSwapMixin:
             added.append(self.viewer.add_image(ld[0], **ld[1]))
 
         pairs = list(zip(old[:n_reuse], todo[:n_reuse], strict=True))
-        # The visible layers one per step (each is re-sliced and drawn); the hidden maps
-        # are cheap to swap (not sliced) and go together.
-        shown = [p for p in pairs if p[1][1].get("visible", True)]
-        hidden = [p for p in pairs if not p[1][1].get("visible", True)]
+        # One layer per step: the visible ones first (the picture the reader waits for).
+        pairs.sort(key=lambda p: not p[1][1].get("visible", True))
         steps: list[Any] = [
             # the case after this one starts loading now, while this one is swapped in
             functools.partial(self.reader_ctl.prefetch_next, pseudonym),
@@ -103,8 +101,7 @@ class CaseSwapMixin:
         steps += [functools.partial(self._remove_layer, ly) for ly in old[n_reuse:]]
         if not self._reuse_layers:  # the annotation layer and any other napari-m1 layer
             steps += [functools.partial(self._remove_layer, ly) for ly in m1_layers(self.viewer)]
-        steps += [functools.partial(swap, [p]) for p in shown]
-        steps += [functools.partial(swap, hidden)] if hidden else []
+        steps += [functools.partial(swap, [p]) for p in pairs]
         steps += [functools.partial(add, ld) for ld in todo[n_reuse:]]
         steps += [
             lambda: self._finish_view(added),
