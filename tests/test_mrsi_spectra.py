@@ -107,3 +107,36 @@ def test_site_protocol_with_mrsi_voxel_slots(tmp_path):
     slot = {"id": "L_hk", "kind": "mrsi_voxel", "region": "hand", "hemisphere": "L"}
     p.write_text(json.dumps({"id": "site", "name": "site", "slots": [slot]}))
     assert load_protocol(p).slot("L_hk").kind == "mrsi_voxel"
+
+
+def test_layer_to_mrsi_voxel_gather_on_a_resampled_grid():
+    """A ratio layer resampled onto another (finer, rotated-relative) grid: each layer voxel
+    is re-masked from the MRSI voxel holding its centre (nearest), as voxel_index says."""
+    from types import SimpleNamespace
+
+    from napari_m1._mrsi_view import MRSIView
+    from napari_m1.io import METADATA_KEY
+
+    th = np.deg2rad(15)
+    fit_aff = np.eye(4)
+    fit_aff[:3, :3] = 5.0 * np.array(
+        [[np.cos(th), -np.sin(th), 0], [np.sin(th), np.cos(th), 0], [0, 0, 1]]
+    )
+    fit_aff[:3, 3] = [-20.0, -20.0, 0.0]
+    fit = SimpleNamespace(affine=fit_aff, shape=(8, 8, 3))
+    lay_aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    lay_aff[:3, 3] = [-30.0, -30.0, -4.0]
+    layer = SimpleNamespace(
+        data=np.zeros((35, 35, 12), np.float32),
+        metadata={METADATA_KEY: {"kind": "mrsi", "ras_affine": lay_aff.tolist()}},
+    )
+    view = MRSIView.__new__(MRSIView)
+    view._gather = {}
+    flat, ok = view._gather_index(layer, SimpleNamespace(fit=fit))
+    rng = np.random.default_rng(1)
+    for idx in rng.integers(0, [35, 35, 12], size=(200, 3)):
+        ras = (lay_aff @ [*idx, 1.0])[:3]
+        want = voxel_index(fit_aff, fit.shape, ras)
+        assert bool(ok[tuple(idx)]) == (want is not None)
+        if want is not None:
+            assert flat[tuple(idx)] == np.ravel_multi_index(want, fit.shape)

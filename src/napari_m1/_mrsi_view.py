@@ -150,12 +150,18 @@ class MRSIView:
             return hit
         rel = np.linalg.inv(src.fit.affine) @ LayerMeta.of(layer).ras_affine
         shape = layer.data.shape
-        idx = np.indices(shape, dtype=np.float32).reshape(3, -1)
-        ijk = np.floor(rel[:3, :3] @ idx + rel[:3, 3:4] + 0.5).astype(np.int64)
+        flat = np.empty(shape, dtype=np.int32)  # an MRSI grid has far fewer than 2**31 voxels
+        ok = np.empty(shape, dtype=bool)
+        jk = np.indices(shape[1:], dtype=np.float64).reshape(2, -1)
         lim = np.asarray(src.fit.shape)[:, None]
-        ok = np.all((ijk >= 0) & (ijk < lim), axis=0)
-        flat = np.ravel_multi_index(tuple(np.where(ok, ijk, 0)), src.fit.shape)
-        hit = (flat.reshape(shape), ok.reshape(shape))
+        for i in range(shape[0]):  # plane by plane: bounded memory on a resampled GRE grid
+            idx = np.vstack([np.full((1, jk.shape[1]), float(i)), jk])
+            ijk = np.floor(rel[:3, :3] @ idx + rel[:3, 3:4] + 0.5).astype(np.int64)
+            good = np.all((ijk >= 0) & (ijk < lim), axis=0)
+            f = np.ravel_multi_index(tuple(np.where(good, ijk, 0)), src.fit.shape)
+            flat[i] = f.reshape(shape[1:])
+            ok[i] = good.reshape(shape[1:])
+        hit = (flat, ok)
         self._gather[id(layer)] = hit
         return hit
 
