@@ -48,3 +48,25 @@ def test_redactor_scrubs_every_logger(caplog):
     assert msgs == ["loading /data/[case]/x", "path [case]"]
     logging.getLogger("x").warning("SECRET42 after uninstall")
     assert caplog.records[-1].getMessage() == "SECRET42 after uninstall"
+
+
+def test_blind_case_redacts_provenance_text_in_extra_but_not_data_names():
+    from types import SimpleNamespace
+
+    from napari_m1.session import Redactor, blind_case
+
+    vol = SimpleNamespace(
+        sources=["sub-SECRETX_echo-1.nii.gz"],
+        warnings=["read sub-SECRETX_echo-1.nii.gz"],
+        extra={
+            "b0_from": "sub-SECRETX_echo-1.nii.gz sidecar MagneticFieldStrength",
+            "metabolite": "NAA+NAAG",
+            "b0_tesla": 7.0,
+        },
+    )
+    case = SimpleNamespace(files=SimpleNamespace(label="SECRETX"), volumes=[vol])
+    blind_case(case, "M1-ABC", Redactor(["sub-SECRETX_echo-1.nii.gz", "SECRETX", "NAA+NAAG"]))
+    assert case.files.label == "M1-ABC" and vol.sources == []
+    assert "SECRETX" not in vol.warnings[0] and "SECRETX" not in vol.extra["b0_from"]
+    assert vol.extra["b0_from"].endswith("sidecar MagneticFieldStrength")
+    assert vol.extra["metabolite"] == "NAA+NAAG" and vol.extra["b0_tesla"] == 7.0

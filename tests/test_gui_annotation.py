@@ -363,6 +363,11 @@ def test_placing_keeps_done_slots_pans_and_shows_state(make_napari_viewer, phant
     assert ctl.accept_suggestion()
     assert ctl.view.n_shape_updates == n + 1
     assert ctl.active != "L_foot_caliper"  # accepted: on to the next slot
+    # the layer-list thumbnail shows the shapes (redrawn on add/remove), while napari's
+    # own per-move redraw of every shape's thumbnail is off
+    real = getattr(layer, "__wrapped__", layer)
+    assert real._allow_thumbnail_update is False
+    assert np.asarray(layer.thumbnail)[..., :3].max() > 0
     # labels toggle (Shift-T): all, then off
     qtbot.keyClick(canvas, Qt.Key.Key_T, Qt.KeyboardModifier.ShiftModifier)
     assert aw.labels_box.currentData() == "all" and all(layer.features["label"])

@@ -4,7 +4,6 @@ re-mask the ratio maps live; the "excluded (reason)" layers; blinded sessions.""
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import nibabel as nib
@@ -20,55 +19,13 @@ from napari_m1._viewer import camera_of, reference_layer
 from napari_m1.geometry import ras_to_world
 from napari_m1.io import LayerMeta
 from napari_m1.mrsi import QCThresholds, ratio_maps, read_fsl_mrsi
-from napari_m1.mrsi._synth import write_fsl_mrsi_folder
+from napari_m1.mrsi._synth import write_fit_spectra, write_fsl_mrsi_folder
 
 pytestmark = pytest.mark.gui
 
-SF = 297.2  # MHz
+SF = 297.2  # MHz (write_fit_spectra's default)
 DWELL = 2.5e-4  # s
 N = 512
-PEAKS = {"NAA": 2.01, "Cr": 3.03, "Cho": 3.21}
-
-
-def _amplitudes(shape):
-    i, j, k = np.indices(shape, dtype=float)
-    return {"NAA": 1.0 + 0.1 * i + 0.05 * j + 0.3 * k, "Cr": 0.8 + 0.02 * j, "Cho": 0.3 + 0.0 * i}
-
-
-def _fid(amps: dict[str, np.ndarray], t2_s: float = 0.04) -> np.ndarray:
-    """Lorentzian singlets (NIfTI-MRS frame: a peak at ppm p has +(4.65 - p)·SF Hz)."""
-    t = np.arange(N) * DWELL
-    out = 0
-    for name, ppm in PEAKS.items():
-        f = (4.65 - ppm) * SF
-        out = out + amps[name][..., None] * np.exp((2j * np.pi * f - 1 / t2_s) * t)
-    return out
-
-
-def _save_mrs(data: np.ndarray, affine: np.ndarray, path, extra: dict | None = None) -> None:
-    img = nib.Nifti2Image(data.astype(np.complex64), affine)
-    img.header["pixdim"][4] = DWELL
-    img.header["intent_name"] = b"mrs_v0_2"
-    meta = {"SpectrometerFrequency": [SF], "ResonantNucleus": ["1H"], **(extra or {})}
-    img.header.extensions.append(nib.nifti1.Nifti1Extension(44, json.dumps(meta).encode()))
-    nib.save(img, str(path))
-
-
-def write_fit_spectra(folder, shape, affine, *, extra_header: dict | None = None):
-    """fit/{fit,residual,baseline}.nii.gz with a different spectrum in every voxel."""
-    rng = np.random.default_rng(3)
-    amps = _amplitudes(shape)
-    fit = _fid(amps)
-    t = np.arange(N) * DWELL
-    baseline = 0.2 * np.exp(-t / 0.002)[None, None, None, :] * (1 + 0 * amps["NAA"][..., None])
-    fit = fit + baseline
-    residual = 0.05 * (rng.standard_normal(fit.shape) + 1j * rng.standard_normal(fit.shape))
-    d = folder / "fit"
-    d.mkdir(exist_ok=True)
-    _save_mrs(fit, affine, d / "fit.nii.gz", extra_header)
-    _save_mrs(residual, affine, d / "residual.nii.gz", extra_header)
-    _save_mrs(baseline, affine, d / "baseline.nii.gz", extra_header)
-    return amps
 
 
 def _spectrum_from_file(path, ijk):
@@ -182,20 +139,17 @@ def test_hover_shows_that_voxels_spectrum_and_qc(make_napari_viewer, mrsi_case, 
             snr = nib.load(syn.folder / "qc" / f"{stem}_snr.nii.gz").get_fdata()[ijk]
             fwhm_hz = nib.load(syn.folder / "qc" / f"{stem}_fwhm.nii.gz").get_fdata()[ijk]
             sd = nib.load(syn.folder / "uncertainties" / f"{stem}_sd.nii.gz").get_fdata()[ijk]
-            raw = nib.load(syn.folder / "concs" / "raw" / f"{stem}.nii.gz").get_fdata()[ijk]
             assert float(qc[met][2]) == pytest.approx(snr, abs=0.051)
             assert float(qc[met][1]) == pytest.approx(fwhm_hz / SF, abs=0.0006)
-            assert float(qc[met][0]) == pytest.approx(100 * sd / raw, abs=0.51)
-        verdict = sw.verdict_label.text()
+            assert float(qc[met][0]) == pytest.approx(sd, abs=0.51)  # %SD, as fsl_mrsi
+        verdicts = _verdicts(sw.verdict_label.text())
         if tuple(ijk) == tuple(planted):
-            assert "Glx/tCr" in verdict and "excluded (snr)" in verdict
+            assert verdicts["Glx/tCr"] == "excluded (snr)"
             assert float(qc["Glx"][2]) == pytest.approx(3.0, abs=0.05)
-        want_kept = [r.name for r in ratio_maps(fit) if r.reason[ijk] == 0]
-        for name in want_kept:
-            assert f"{name} " in verdict and verdict.split(f"{name} ")[1].split("\n")[0].endswith(
-                "kept"
-            )
-    viewer.window.screenshot(str(shots / "mrsi-spectrum.png"), canvas_only=False)
+        for r in ratio_maps(fit):
+            want = "kept" if r.reason[ijk] == 0 else "excluded ("
+            assert verdicts[r.name].startswith(want), (ijk, r.name, verdicts)
+    viewer.window.screenshot(str(shots / "mrsi-spectrum.png"), canvas_only=False, flash=False)
 
 
 def test_thresholds_remask_live_and_excluded_layer(make_napari_viewer, mrsi_case, qtbot, shots):
@@ -222,6 +176,18 @@ def test_thresholds_remask_live_and_excluded_layer(make_napari_viewer, mrsi_case
     status = ex.get_status(world, world=True)
     assert "reason: crlb" in str(status)
     ex.visible = False
+    # an ROI over the planted voxel: its measurement rows carry the thresholds
+    from napari_m1._annotate import get_controller
+
+    ctl = get_controller(viewer)
+    assert ctl.has_case
+    ctl.place_roi_at(_world_of(viewer, fit, ijk), slot="L_hand_roi", area_mm2=4.0)
+
+    def naa_row():
+        rows = [r for r in ctl.export_rows() if r["slot"] == "L_hand_roi"]
+        return next(r for r in rows if r["metabolite"] == "tNAA/tCr")
+
+    assert naa_row()["qc_min_snr"] == 5.0 and naa_row()["mrsi_n_excluded_voxels"] == 1
     # a stricter S/N threshold through the form: more voxels excluded, live
     sw.thresholds.min_snr.value = 30.0
     strict = {r.name: r for r in ratio_maps(fit, QCThresholds(min_snr=30.0))}["tNAA/tCr"]
@@ -229,6 +195,8 @@ def test_thresholds_remask_live_and_excluded_layer(make_napari_viewer, mrsi_case
     assert np.isnan(layer.data).sum() == strict.summary["n_excluded"]
     assert int(np.count_nonzero(ex.data)) == strict.summary["n_excluded"]
     assert layer.metadata["napari_m1"]["qc"]["thresholds"]["min_snr"] == 30.0
+    # re-measured after the frame (once per burst of changes): the export carries them
+    qtbot.waitUntil(lambda: naa_row()["qc_min_snr"] == 30.0, timeout=3000)
     kept = ~np.isnan(layer.data)
     assert np.all(ex.data[kept] == 0)
     # looser %SD: the planted CRLB voxel comes back
@@ -237,7 +205,7 @@ def test_thresholds_remask_live_and_excluded_layer(make_napari_viewer, mrsi_case
     assert ex.data[idx] == 0 and np.isfinite(layer.data[idx])
     sw.thresholds.max_sd.value = 20.0
     ex.visible = True
-    viewer.window.screenshot(str(shots / "mrsi-excluded.png"), canvas_only=False)
+    viewer.window.screenshot(str(shots / "mrsi-excluded.png"), canvas_only=False, flash=False)
 
 
 def test_blinded_session_shows_data_only(make_napari_viewer, tmp_path, phantom_case, qtbot):
@@ -264,9 +232,29 @@ def test_blinded_session_shows_data_only(make_napari_viewer, tmp_path, phantom_c
     for tok in ("Doe", "Jane", "Secret", "MHz", "fit.nii", "Doe_Jane_MRSI"):
         assert tok not in blob, tok
     assert "Voxel (" in blob
+    assert sw.qc_table.rowCount() == 4 and "tNAA/tCr" in sw.verdict_label.text()
+    # a study that hides live numbers: no QC numbers, no ratio values; the verdict stays
+    from napari_m1._qt.measurement_widget import set_numbers_hidden
+
+    set_numbers_hidden(viewer, True)
+    sw.show_voxel(sw.hit)
+    assert sw.qc_table.rowCount() == 0
+    text = sw.verdict_label.text()
+    assert "hidden" in text and "tNAA/tCr" not in text and text.startswith("QC ")
+    set_numbers_hidden(viewer, False)
     get_mrsi_view(viewer).blinded = False
     sw._show_source_text()
     assert "Doe_Jane_MRSI" in sw.source_label.text()  # outside a session the folder is named
+
+
+def _verdicts(text: str) -> dict[str, str]:
+    """``"QC kept. tNAA/tCr 0.94: kept · ..."`` -> ``{"tNAA/tCr": "kept", ...}``."""
+    body = text.split(". ", 1)[1]
+    out = {}
+    for part in body.split(" · "):
+        head, state = part.split(": ", 1)
+        out[head.split(" ")[0]] = state
+    return out
 
 
 def _world_of(viewer, fit, ijk):
@@ -274,3 +262,138 @@ def _world_of(viewer, fit, ijk):
     ras = (fit.affine @ np.array([*ijk, 1.0]))[:3]
     md = LayerMeta.of(ref)
     return ras_to_world(ras, md.ras_affine, ref.scale, ref.translate)
+
+
+def test_workstation_mrsi_tab_fits_1920x1080(make_napari_viewer, mrsi_case, qtbot, shots):
+    from test_gui_workstation import _on_screen
+
+    case, syn = mrsi_case
+    viewer = make_napari_viewer(show=True)
+    _, ws = viewer.window.add_plugin_dock_widget("napari-m1", "M1 workstation")
+    sw = ws.spectrum
+    with qtbot.waitSignal(sw.spectra_ready, timeout=60_000):
+        ws.case.open_case(case, block=True)
+    viewer.window._qt_window.resize(1920, 1080)
+    ws.tabs.setCurrentIndex(ws.tabs.indexOf(ws.tabs.widget(3)))
+    assert ws.tabs.tabText(ws.tabs.currentIndex()) == "MRSI"
+    QApplication.processEvents()
+    fit = read_fsl_mrsi(syn.folder)
+    ijk = tuple(np.argwhere(syn.planted[("fwhm", "tCho")])[0])
+    viewer.layers["MRSI tCho/tCr"].visible = True
+    mouse = Mouse(viewer)
+    centre = (fit.affine @ np.array([*ijk, 1.0]))[:3]
+    mouse.goto(centre, zoom=3.0)
+    mouse.move(centre)
+    qtbot.waitUntil(lambda: sw.hit is not None and sw.hit.ijk == ijk, timeout=3000)
+    assert _verdicts(sw.verdict_label.text())["tCho/tCr"] == "excluded (fwhm)"
+    needed = {
+        "plot": sw.canvas,
+        "QC table": sw.qc_table,
+        "verdict": sw.verdict_label,
+        "max %SD": sw.thresholds.max_sd.native,
+        "min S/N": sw.thresholds.min_snr.native,
+    }
+    off = [name for name, w in needed.items() if not _on_screen(w)]
+    assert off == [], f"not visible without scrolling at 1920x1080: {off}"
+    # the summary of measurements stays under the tabs
+    assert _on_screen(ws.measurements.summary)
+    viewer.window.screenshot(str(shots / "mrsi-workstation.png"), canvas_only=False, flash=False)
+
+
+def _click(mouse, ras):
+    """A real left click (press + release) on the canvas at a RAS point."""
+    w = mouse.world(ras)[-3:]
+    view = mouse.canvas.view
+    disp = [d - (mouse.viewer.dims.ndim - 3) for d in mouse.viewer.dims.displayed]
+    x, y = (view.transform * view.scene.transform).map([w[disp[1]], w[disp[0]]])[:2]
+    for typ, buttons in (
+        (QEvent.Type.MouseButtonPress, Qt.MouseButton.LeftButton),
+        (QEvent.Type.MouseButtonRelease, Qt.MouseButton.NoButton),
+    ):
+        ev = QMouseEvent(
+            typ,
+            QPointF(x, y),
+            QPointF(x, y),
+            Qt.MouseButton.LeftButton,
+            buttons,
+            Qt.KeyboardModifier.NoModifier,
+        )
+        QApplication.sendEvent(mouse.canvas.native, ev)
+    QApplication.processEvents()
+
+
+def test_mrsi_voxel_slots_clicked_stored_and_measured(
+    make_napari_viewer, mrsi_case, qtbot, tmp_path, shots
+):
+    from napari_m1.annotation import load_annotations
+    from napari_m1.io import load_case
+    from napari_m1.measure import engine_for_case
+    from napari_m1.protocol import get_protocol
+
+    case, syn = mrsi_case
+    viewer, _sw = _open(make_napari_viewer, case, qtbot)
+    _, aw = viewer.window.add_plugin_dock_widget("napari-m1", "M1 annotation")
+    ctl = aw.ctl
+    ctl.reconfigure(protocol="mrsi-m1")
+    assert ctl.active == "L_hand_mrsi_voxel"
+    fit = read_fsl_mrsi(syn.folder)
+    maps = {r.name: r for r in ratio_maps(fit)}
+    # the planted tNAA %SD voxel (left of the midline: RAS x < 0) and a kept voxel
+    planted = tuple(int(i) for i in np.argwhere(syn.planted[("crlb", "tNAA")])[0])
+    kept = next(
+        (i, j, planted[2])
+        for i in range(fit.shape[0])
+        for j in range(fit.shape[1])
+        if all(m.reason[i, j, planted[2]] == 0 for m in maps.values())
+    )
+    mouse = Mouse(viewer)
+    ctl.toggle_placing(True)
+    targets = {"L_hand_mrsi_voxel": planted, "L_precentral_mrsi_voxel": kept}
+    for slot, ijk in targets.items():
+        ctl.active = slot
+        centre = (fit.affine @ np.array([*ijk, 1.0]))[:3]
+        click = centre + 0.3 * fit.affine[:3, 1]  # inside the voxel, off its centre
+        mouse.goto(centre, zoom=4.0)
+        _click(mouse, click)
+        qtbot.waitUntil(lambda slot=slot: slot in ctl.annset, timeout=3000)
+        ann = ctl.annset.get(slot)
+        assert ann.kind == "mrsi_voxel" and ann.voxel_ijk == ijk
+        rows = {r["metabolite"]: r for r in ctl.export_rows() if r["slot"] == slot}
+        for name, m in maps.items():
+            r = rows[name]
+            assert (r["mrsi_voxel_i"], r["mrsi_voxel_j"], r["mrsi_voxel_k"]) == ijk
+            assert [r["centre_x_mm"], r["centre_y_mm"], r["centre_z_mm"]] == pytest.approx(
+                centre.tolist()
+            )
+            assert r["mean_unfiltered"] == pytest.approx(m.unfiltered[ijk], rel=1e-6)
+            want = m.values[ijk]
+            assert (np.isnan(r["mean"]) and np.isnan(want)) or r["mean"] == pytest.approx(
+                want, rel=1e-6
+            )
+            bits = int(m.reason[ijk])
+            assert r["mrsi_qc_reason"] == "+".join(
+                k for k, b in (("crlb", 1), ("fwhm", 2), ("snr", 4), ("mask", 8)) if bits & b
+            )
+            assert r["mrsi_n_excluded_voxels"] == (1 if bits else 0)
+            assert r["qc_max_sd_pct"] == 20.0
+    rows = {r["metabolite"]: r for r in ctl.export_rows() if r["slot"] == "L_hand_mrsi_voxel"}
+    assert rows["tNAA/tCr"]["mrsi_qc_reason"] == "crlb" and np.isnan(rows["tNAA/tCr"]["mean"])
+    # the square is drawn on the slice, and the checklist went on to the next slot
+    shapes = viewer.layers["M1 annotations"]
+    assert "rectangle" in shapes.shape_type
+    viewer.window.screenshot(str(shots / "mrsi-voxel-slots.png"), canvas_only=False, flash=False)
+    # stored with the annotations; reloaded identical; the CLI engine measures the same
+    path = ctl.save_as(tmp_path / "voxels.m1ann.jsonl")
+    text = path.read_text()
+    assert '"voxel_ijk": [' in text
+    loaded = load_annotations(path, protocol=get_protocol("mrsi-m1"))
+    assert loaded.items["L_hand_mrsi_voxel"].voxel_ijk == planted
+    eng = engine_for_case(load_case(case), get_protocol("mrsi-m1"), reader="r")
+    for slot in targets:
+        eng.update(slot, loaded.items[slot])
+        cli = {r["metabolite"]: r for r in eng.rows_for(slot) if r["layer_kind"] == "mrsi"}
+        gui = {r["metabolite"]: r for r in ctl.export_rows() if r["slot"] == slot}
+        for name in maps:
+            for col in ("mean", "mean_unfiltered", "mrsi_qc_reason", "mrsi_voxel_i"):
+                a, b = cli[name][col], gui[name][col]
+                assert a == b or (np.isnan(a) and np.isnan(b)), (slot, name, col)

@@ -134,3 +134,36 @@ def test_qc_thresholds_are_validated_and_round_trip(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["napari-m1: error: QC threshold max_fwhm_ppm must be a finite number >= 0, "
                    "not inf"]  # fmt: skip
+
+
+@pytest.mark.parametrize("where", [".", "anat"])
+def test_f_gm_from_a_fast_label_map_in_the_case_folder(phantom_case, tmp_path, where):
+    """A FAST ``*pveseg`` label map on the GRE grid (L,A,S): GM where x < -10 mm, WM beyond.
+    The MRSI voxel spanning x = -13.7 ... -8.7 mm is 74 % GM (exact box fraction)."""
+    import shutil
+
+    import nibabel as nib
+
+    from napari_m1.io import load_case
+    from napari_m1.measure import engine_for_case
+
+    case = tmp_path / "case"
+    shutil.copytree(phantom_case, case)
+    gre = nib.load(next(case.glob("*_echo-1_part-mag_MEGRE.nii.gz")))
+    i = np.arange(gre.shape[0])
+    x = gre.affine[0, 0] * i + gre.affine[0, 3]  # RAS x of each file column (L,A,S order)
+    lab = np.where(x < -10.0, 2, 3).astype(np.int16)[:, None, None] * np.ones(gre.shape, np.int16)
+    (case / where).mkdir(exist_ok=True)
+    nib.save(nib.Nifti1Image(lab, gre.affine), str(case / where / "T1_fast_pveseg.nii.gz"))
+    loaded = load_case(case)
+    assert [v.name for v in loaded.volumes] == [v.name for v in load_case(phantom_case).volumes]
+    eng = engine_for_case(loaded, M1)
+    eng.update(SLOT, roi_annotation(SLOT, [-11.2, -16.2, 51.0], [R4, 0, 0], [0, R4, 0]))
+    rows = {r["metabolite"]: r for r in eng.rows_for(SLOT) if r["layer_kind"] == "mrsi"}
+    assert set(rows) >= {"NAA", "Cr"}
+    assert rows["NAA"]["mrsi_n_voxels_contributing"] == 1  # the ROI lies in that voxel
+    for r in rows.values():
+        if r["mrsi_n_voxels_contributing"]:
+            assert r["f_gm_weighted"] == pytest.approx(0.74, abs=1e-5)
+            assert r["f_wm_weighted"] == pytest.approx(0.26, abs=1e-5)
+            assert r["f_csf_weighted"] == pytest.approx(0.0, abs=1e-6)

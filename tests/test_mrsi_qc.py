@@ -34,7 +34,7 @@ def test_reader_names_units_and_frequency(syn):
     for m in fit.conc:
         np.testing.assert_allclose(fit.conc[m], syn.conc[m], rtol=1e-6)
     inside = fit.mask
-    # planted values come back in their units: %SD from the absolute SD, FWHM Hz -> ppm
+    # planted values come back in their units: %SD as written, FWHM Hz -> ppm
     assert np.all(fit.sd_pct["tNAA"][_planted(syn, "crlb", "tNAA")] == pytest.approx(35.0))
     assert np.all(fit.fwhm_ppm["tCho"][_planted(syn, "fwhm", "tCho")] == pytest.approx(0.15))
     assert np.all(fit.sd_pct["Ins"][inside] < 12.01)

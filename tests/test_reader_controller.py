@@ -185,10 +185,12 @@ def test_prefetch_loads_the_next_case_once_in_the_background(tmp_path, phantom_c
     folder = rc.case_folder(p)
     case = rc.load(p, folder)
     assert case.files.label == p  # blinded: the pseudonym, not the folder name
+    q = rc.session.reads()[1].pseudonym
+    assert rc.next_to_prefetch() is None  # nothing open yet ...
+    assert rc.next_to_prefetch(after=p)[0] == q  # ... but the dock names the case shown
     rc.opened(p)
     t = rc.prefetch_next()
     t.join(timeout=60)
-    q = rc.session.reads()[1].pseudonym
     assert len(calls) == 2
     nxt = rc.load(q, rc.case_folder(q))  # served from the prefetch: no third load
     assert len(calls) == 2 and nxt.files.label == q

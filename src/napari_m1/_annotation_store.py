@@ -196,6 +196,7 @@ def load_annotations(
                 created_at=d.get("created_at", ""),
                 modified_at=d.get("modified_at", ""),
                 source=d.get("source", "loaded"),
+                voxel_ijk=d.get("voxel_ijk"),  # MRSI voxels only (absent in older files)
             )
             if ann.slot == MIDLINE_SLOT or ann.kind == "midline":
                 if (ann.slot, ann.kind) != (MIDLINE_SLOT, "midline"):

@@ -4,7 +4,8 @@ the "excluded (reason)" layers. One :class:`MRSIView` per viewer (:func:`get_mrs
 * :meth:`MRSIView.voxel_at` maps a world point to the MRSI voxel through scanner RAS and
   the MRSI grid's own affine (never through screen or display position).
 * :meth:`MRSIView.set_thresholds` re-masks every ratio layer in place (and its excluded
-  layer) from the fit kept in memory (:class:`~napari_m1.mrsi.MRSISource`).
+  layer) from the fit kept in memory (:class:`~napari_m1.mrsi.MRSISource`), then has the
+  annotations re-measured through :attr:`MRSIView.defer` (after the frame).
 * When a QC'd ratio layer arrives, a hidden Labels layer "<ratio> excluded (reason)" is
   added after it through :attr:`MRSIView.defer` (the Qt side defers it past the first
   frame), labels = the bit field of failed tests, hover shows the reason.
@@ -84,6 +85,7 @@ class MRSIView:
         #: a blinded reader session: show data only, never file names or header fields
         self.blinded = False
         self.thresholds = QCThresholds()
+        self._remeasure_pending = False
         self._gather: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self._on_removed)
@@ -148,12 +150,18 @@ class MRSIView:
             return hit
         rel = np.linalg.inv(src.fit.affine) @ LayerMeta.of(layer).ras_affine
         shape = layer.data.shape
-        idx = np.indices(shape, dtype=np.float32).reshape(3, -1)
-        ijk = np.floor(rel[:3, :3] @ idx + rel[:3, 3:4] + 0.5).astype(np.int64)
+        flat = np.empty(shape, dtype=np.int32)  # an MRSI grid has far fewer than 2**31 voxels
+        ok = np.empty(shape, dtype=bool)
+        jk = np.indices(shape[1:], dtype=np.float64).reshape(2, -1)
         lim = np.asarray(src.fit.shape)[:, None]
-        ok = np.all((ijk >= 0) & (ijk < lim), axis=0)
-        flat = np.ravel_multi_index(tuple(np.where(ok, ijk, 0)), src.fit.shape)
-        hit = (flat.reshape(shape), ok.reshape(shape))
+        for i in range(shape[0]):  # plane by plane: bounded memory on a resampled GRE grid
+            idx = np.vstack([np.full((1, jk.shape[1]), float(i)), jk])
+            ijk = np.floor(rel[:3, :3] @ idx + rel[:3, 3:4] + 0.5).astype(np.int64)
+            good = np.all((ijk >= 0) & (ijk < lim), axis=0)
+            f = np.ravel_multi_index(tuple(np.where(good, ijk, 0)), src.fit.shape)
+            flat[i] = f.reshape(shape[1:])
+            ok[i] = good.reshape(shape[1:])
+        hit = (flat, ok)
         self._gather[id(layer)] = hit
         return hit
 
@@ -178,6 +186,19 @@ class MRSIView:
                 done.add(id(src))
             self._apply(layer, src, name)
         self.thresholds_changed.emit(thresholds)
+        if not self._remeasure_pending:  # once for a burst of changes (typing, spinning)
+            self._remeasure_pending = True
+            self.defer(self.remeasure)
+
+    def remeasure(self) -> None:
+        """Re-measure the annotations on the re-masked maps (rows carry the new exclusions
+        and thresholds); run after the frame by :meth:`set_thresholds`."""
+        from ._annotate import find_controller
+
+        self._remeasure_pending = False
+        ctl = find_controller(self.viewer)
+        if ctl is not None and ctl.has_case:
+            ctl.case.maps_changed.emit()
 
     def _apply(self, layer: Any, src: MRSISource, name: str) -> None:
         rmap = next((r for r in src.maps if r.name == name), None)

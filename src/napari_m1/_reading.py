@@ -282,6 +282,16 @@ class ReadingTools:
     def _watch(self, layer: Any) -> None:
         if _kind(layer) and hasattr(layer, "contrast_limits"):
             layer.events.contrast_limits.connect(self._on_limits)
+            layer.events.data.connect(self._on_data)
+
+    def _on_data(self, event: Any) -> None:
+        """A layer took another case's data (the Reader dock reuses layers): its
+        per-echo limits belong to the old data."""
+        layer = getattr(event, "source", None)
+        if layer is not None:
+            self._echo_limits.pop(id(layer), None)
+        if self._readout is not None:
+            self._on_cursor()  # no value of the old data under the cursor
 
     def _on_inserted(self, event: Any) -> None:
         layer = event.value

@@ -23,11 +23,14 @@ __all__ = [
     "OrientationController",
     "StagedCaseLayers",
     "add_case_layers",
+    "case_image_layers",
     "case_is_complete",
     "get_orientation",
     "hemisphere_at_world",
     "m1_layers",
     "reference_layer",
+    "reusable_layers",
+    "swap_layer",
     "world_to_ras_in_viewer",
 ]
 
@@ -87,6 +90,89 @@ def add_case_layers(viewer: Any, case: Case) -> list[Any]:
     _show_middle_slice(viewer, added[0])
     viewer.layers.selection.active = added[0]  # the GRE, not the last (hidden) map added
     return added
+
+
+IMAGE_KINDS = ("gre", "phase", "qsm", "mrsi")
+
+
+def case_image_layers(viewer: Any) -> list[Any]:
+    """The napari-m1 image layers of the case shown (GRE, phase, QSM, MRSI), in order."""
+    return [ly for ly in m1_layers(viewer) if LayerMeta.of(ly).kind in IMAGE_KINDS]
+
+
+def reusable_layers(layers: Sequence[Any], todo: Sequence[tuple[Any, dict[str, Any], str]]) -> int:
+    """How many leading ``layers`` can take the leading layer-data tuples of ``todo`` in
+    place (:func:`swap_layer`): same kind, same name and same number of dimensions.
+
+    QC'd MRSI ratio layers are never reused: the MRSI view sets them up (thresholds,
+    the "excluded (reason)" layer) when they are inserted.
+    """
+    n = 0
+    for ly, (data, kw, _) in zip(layers, todo, strict=False):
+        md = LayerMeta.of(ly)
+        new = LayerMeta.of(kw["metadata"])
+        if md is None or new is None or md.kind != new.kind or ly.name != kw["name"]:
+            break
+        if md.raw.get("mrsi_ratio") or new.raw.get("mrsi_ratio"):
+            break
+        if getattr(ly, "rgb", False) or ly.data.ndim != np.ndim(data):
+            break
+        n += 1
+    return n
+
+
+def _image_defaults() -> dict[str, Any]:
+    """The display settings ``viewer.add_image`` gives a new layer unless told."""
+    import inspect
+
+    from napari.layers import Image
+
+    params = inspect.signature(Image.__init__).parameters
+    out = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    out["blending"] = "translucent_no_depth"  # add_image's default, not Image's
+    return out
+
+
+def swap_layer(layer: Any, data: Any, kwargs: dict[str, Any]) -> None:
+    """Show another case's volume in an existing Image layer (see :func:`reusable_layers`).
+
+    Much cheaper than removing the layer and adding a new one: napari keeps its vispy
+    node and its layer controls, never scans the data (the contrast limits come
+    precomputed in ``kwargs``) and re-slices the layer once, not once per property.
+    Geometry (scale, translate), metadata and every display setting are reset to the
+    values a new layer would get, so nothing of the previous case stays with the layer.
+    ``kwargs`` are :func:`~napari_m1.io.volume_to_layer_data`'s.
+    """
+    from napari.utils.colormaps import ensure_colormap
+
+    layer.metadata = dict(kwargs["metadata"])
+    clim = tuple(float(c) for c in kwargs.get("contrast_limits", (0.0, 1.0)))
+    cmap = kwargs.get("colormap", "gray")
+    name = cmap if isinstance(cmap, str) else cmap.get("name", "")
+    defaults = _image_defaults()
+    settings = {k: kwargs.get(k, defaults[k]) for k in ("gamma", "opacity", "blending", "visible")}
+    with layer._block_refresh():  # one re-slice below, not one per property
+        if tuple(layer.contrast_limits_range) != clim:
+            layer.contrast_limits_range = clim  # no data scan: precomputed limits
+        if tuple(layer.contrast_limits) != clim:
+            layer.contrast_limits = clim
+        if layer.colormap.name != name:
+            layer.colormap = ensure_colormap(cmap)
+        for key, value in settings.items():
+            if getattr(layer, key) != value:
+                setattr(layer, key, value)
+        scale, translate = np.asarray(kwargs["scale"]), np.asarray(kwargs["translate"])
+        if layer.scale.shape != scale.shape or not np.array_equal(layer.scale, scale):
+            layer.scale = scale
+        if layer.translate.shape != translate.shape or not np.array_equal(
+            layer.translate, translate
+        ):
+            layer.translate = translate
+        layer.data = data
+    if layer.visible:
+        layer.refresh()
+    else:  # not sliced while hidden: no picture of the previous case in the layer list
+        layer.thumbnail = np.zeros_like(layer.thumbnail)
 
 
 def _show_middle_slice(viewer: Any, ref: Any) -> None:

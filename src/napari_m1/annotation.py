@@ -6,6 +6,9 @@ scanner RAS millimetres only (voxel indices are derived for export):
 * ROI (an oval on one slice): ``points_ras = (centre, centre + u, centre + v)``
   where ``u`` and ``v`` are the two perpendicular semi-axis vectors, in-plane.
 * caliper: ``points_ras = (p1, p2)``, the two end points.
+* MRSI voxel: ``points_ras = (centre, centre + u, centre + v)`` as a ROI (the voxel's
+  in-plane square on the slice it was clicked on, for display) and ``voxel_ijk``, the
+  voxel on the MRSI grid (measured through that grid's affine, not the square).
 * midline (slot ``"midline"``, outside any protocol): ``points_ras = (p,)``, a point on
   the interhemispheric fissure chosen by the reader; hemispheres are judged against
   the sagittal plane RAS x = p.x.
@@ -56,6 +59,7 @@ __all__ = [
     "case_mismatch",
     "load_annotations",  # noqa: F822
     "midline_annotation",
+    "mrsi_voxel_annotation",
     "roi_annotation",
     "save_annotations",  # noqa: F822
     "slice_plane_problem",
@@ -103,6 +107,8 @@ class Annotation:
     source : str
         How the geometry was made: ``placed``, ``edited``, ``suggested`` (caliper
         end points accepted from the profile), ``loaded``.
+    voxel_ijk : (i, j, k) or None
+        ``mrsi_voxel`` only: the voxel's indices on the MRSI grid (its file order).
     """
 
     slot: str
@@ -112,10 +118,11 @@ class Annotation:
     created_at: str = ""
     modified_at: str = ""
     source: str = "placed"
+    voxel_ijk: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
         pts = np.asarray(self.points_ras, dtype=float)
-        want = {"roi": 3, "caliper": 2, "midline": 1}.get(self.kind)
+        want = {"roi": 3, "caliper": 2, "midline": 1, "mrsi_voxel": 3}.get(self.kind)
         if want is None:
             raise ValueError(f"{self.slot}: unknown annotation kind {self.kind!r}")
         if pts.shape != (want, 3) or not np.all(np.isfinite(pts)):
@@ -126,7 +133,15 @@ class Annotation:
             raise ValueError(
                 f"{self.slot}: RAS coordinates beyond ±{MAX_COORD_MM:g} mm (not in a scanner)"
             )
-        if self.kind == "roi":
+        if (self.kind == "mrsi_voxel") != (self.voxel_ijk is not None):
+            raise ValueError(f"{self.slot}: voxel indices belong to (and only to) an MRSI voxel")
+        if self.voxel_ijk is not None:
+            ijk = self.voxel_ijk
+            ok = isinstance(ijk, (list, tuple)) and len(ijk) == 3
+            if not ok or not all(isinstance(i, (int, np.integer)) and i >= 0 for i in ijk):
+                raise ValueError(f"{self.slot}: voxel indices must be 3 integers >= 0")
+            object.__setattr__(self, "voxel_ijk", tuple(int(i) for i in ijk))  # JSON lists
+        if self.kind in ("roi", "mrsi_voxel"):
             u, v = pts[1] - pts[0], pts[2] - pts[0]
             nu, nv = np.linalg.norm(u), np.linalg.norm(v)
             if nu < 1e-3 or nv < 1e-3:
@@ -155,7 +170,7 @@ class Annotation:
 
     @property
     def semi_axes_ras(self) -> NDArray[np.float64]:
-        """ROI semi-axis vectors ``(u, v)`` in RAS mm, shape (2, 3)."""
+        """ROI (or MRSI voxel square) semi-axis vectors ``(u, v)`` in RAS mm, shape (2, 3)."""
         p = self.points
         return p[1:] - p[0]
 
@@ -179,6 +194,10 @@ class Annotation:
         """JSON-serialisable dict (points as lists)."""
         d = asdict(self)
         d["points_ras"] = [list(map(float, p)) for p in self.points_ras]
+        if self.voxel_ijk is None:
+            del d["voxel_ijk"]  # files without MRSI voxels stay as they were
+        else:
+            d["voxel_ijk"] = [int(i) for i in self.voxel_ijk]
         return d
 
 
@@ -209,6 +228,24 @@ def caliper_annotation(
     """A caliper from its two end points (RAS mm)."""
     t = _now()
     return Annotation(slot, "caliper", _pts([p1_ras, p2_ras]), author, t, t, source)
+
+
+def mrsi_voxel_annotation(
+    slot: str,
+    voxel_ijk: Sequence[int],
+    centre_ras: ArrayLike,
+    u_ras: ArrayLike,
+    v_ras: ArrayLike,
+    *,
+    author: str = "",
+    source: str = "placed",
+) -> Annotation:
+    """An MRSI voxel: its grid indices and its in-plane square (centre, half-edges; RAS mm)."""
+    c = np.asarray(centre_ras, dtype=float)
+    t = _now()
+    pts = _pts([c, c + np.asarray(u_ras), c + np.asarray(v_ras)])
+    ijk = tuple(int(i) for i in voxel_ijk)
+    return Annotation(slot, "mrsi_voxel", pts, author, t, t, source, ijk)  # type: ignore[arg-type]
 
 
 def midline_annotation(point_ras: ArrayLike, *, author: str = "") -> Annotation:

@@ -27,7 +27,9 @@ __all__ = [
     "load_protocol",
 ]
 
-SlotKind = Literal["roi", "caliper"]
+SlotKind = Literal["roi", "caliper", "mrsi_voxel"]
+#: every slot kind: an oval ROI, a caliper line, one MRSI voxel (clicked on the MRSI grid)
+SLOT_KINDS: tuple[str, ...] = ("roi", "caliper", "mrsi_voxel")
 PENFIELD_AREAS: tuple[str, ...] = ("foot", "leg", "hand", "face")
 HEMISPHERES: tuple[str, ...] = ("L", "R")
 DEFAULT_ROI_AREA_MM2 = 4.0
@@ -41,7 +43,9 @@ class Slot:
     ----------
     id : str
         Unique within the protocol, e.g. ``"L_hand_roi"``.
-    kind : {'roi', 'caliper'}
+    kind : {'roi', 'caliper', 'mrsi_voxel'}
+        ``mrsi_voxel``: the reader clicks one voxel of the case's MRSI grid; its indices
+        are stored and its ratios, QC and tissue fractions measured directly.
     region : str
         Anatomical region (``foot``, ``leg``, ``hand``, ``face``, ``precuneus``, ...).
     hemisphere : {'L', 'R'}
@@ -86,7 +90,7 @@ class Protocol:
         if self.reference_slot is not None and self.reference_slot not in ids:
             raise M1Error(f"protocol {self.id}: reference slot {self.reference_slot!r} missing")
         for s in self.slots:
-            if s.kind not in ("roi", "caliper"):
+            if s.kind not in SLOT_KINDS:
                 raise M1Error(f"protocol {self.id}: slot {s.id} has unknown kind {s.kind!r}")
             if s.hemisphere not in HEMISPHERES:
                 raise M1Error(f"protocol {self.id}: slot {s.id} hemisphere must be L or R")
@@ -208,6 +212,34 @@ def _qsm_m1() -> Protocol:
     )
 
 
+def _mrsi_m1() -> Protocol:
+    slots = [
+        Slot(
+            f"{h}_{region}_mrsi_voxel",
+            "mrsi_voxel",
+            region,
+            h,
+            "voxel",
+            "measure",
+            None,
+            f"{_hemi_word(h)} {what} · MRSI voxel",
+        )
+        for h in HEMISPHERES
+        for region, what in (("hand", "hand knob"), ("precentral", "precentral gyrus"))
+    ]
+    return Protocol(
+        id="mrsi-m1",
+        name="MRSI: voxels over the hand knob and the precentral gyrus",
+        slots=tuple(slots),
+        reference_slot=None,
+        description=(
+            "Per hemisphere: the MRSI voxel over the hand knob and one over the precentral "
+            "gyrus; each voxel's tNAA/tCr, tCho/tCr, Glx/tCr, QC and tissue fractions."
+        ),
+        citation="MRSI of the motor cortex in ALS: NAA/Cr falls with upper-motor-neuron burden.",
+    )
+
+
 def load_protocol(path: str | os.PathLike[str]) -> Protocol:
     """Read a protocol from JSON (the :meth:`Protocol.to_dict` format).
 
@@ -234,7 +266,7 @@ def load_protocol(path: str | os.PathLike[str]) -> Protocol:
         raise M1Error(f"{p.name}: not a valid protocol file ({exc})") from None
 
 
-PROTOCOLS: dict[str, Protocol] = {p.id: p for p in (_m1_7t(), _qsm_m1())}
+PROTOCOLS: dict[str, Protocol] = {p.id: p for p in (_m1_7t(), _qsm_m1(), _mrsi_m1())}
 
 
 def available_protocols() -> dict[str, Protocol]:

@@ -26,6 +26,7 @@ __all__ = [
     "SHAPES_LAYER_NAME",
     "AnnotationController",
     "AnnotationLayer",
+    "find_controller",
     "get_controller",
 ]
 
@@ -39,3 +40,9 @@ def get_controller(viewer: Any, **kwargs: Any) -> AnnotationController:
         ctl = AnnotationController(viewer, **kwargs)
         _CONTROLLERS[viewer] = ctl
     return ctl
+
+
+def find_controller(viewer: Any) -> AnnotationController | None:
+    """The viewer's controller if one is open (never creates one)."""
+    ctl = _CONTROLLERS.get(viewer)
+    return None if ctl is None or ctl.closed else ctl

@@ -32,7 +32,7 @@ from ..measure import MeasurementEngine
 from ..protocol import Protocol, get_protocol
 from ._case import ViewerCase, default_store
 from ._edits import EditsMixin
-from ._keys import bind_keys
+from ._keys import bind_keys, unbind_keys
 from ._layer import AnnotationLayer
 from ._placement import PlacementTool
 
@@ -215,18 +215,24 @@ class AnnotationController(EditsMixin):
         self.hemisphere_warnings.clear()
         self._armed = None
 
-    def detach(self) -> None:
+    def detach(self, *, keep_layer: bool = False) -> None:
         """Forget the case (its layers are being removed): no model, no shapes.
 
         A study store belongs to one read: the next case uses the default file store
-        unless :meth:`reconfigure` gives another.
+        unless :meth:`reconfigure` gives another. ``keep_layer``: empty the annotation
+        layer but keep it in the viewer, for the next case to reuse (a case change that
+        swaps the image layers' data in place; removing and adding a layer is slow).
         """
         self._forget()
         self.engine = None
         self.case.ref = None
         self._store_override = None
-        self.view.remove()
-        self.case.on_top = []
+        if keep_layer and self.view.layer is not None:
+            self.view.show({}, [], {}, {})
+            self.view.publish_rows([])
+        else:
+            self.view.remove()
+            self.case.on_top = []
         self.case_changed.emit()
 
     def save_as(self, path: str | Path) -> Path:
@@ -254,8 +260,7 @@ class AnnotationController(EditsMixin):
 
     def close(self) -> None:
         """Unbind keys and stop following the viewer."""
-        for key in self._bound_keys:
-            self.viewer.bind_key(key, None)
+        unbind_keys(self.viewer, self._bound_keys)
         self._bound_keys.clear()
         self.case.close()
         self.closed = True
@@ -310,7 +315,7 @@ class AnnotationController(EditsMixin):
             and change.before is None
             and change.action == "add"
             and change.slot == self._active
-            and change.after.kind == "roi"  # a caliper: after its profile is accepted (or N)
+            and change.after.kind in ("roi", "mrsi_voxel")  # a caliper: after its profile
         ):
             self.next_missing()
 

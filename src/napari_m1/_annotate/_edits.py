@@ -154,6 +154,38 @@ class EditsMixin:
         aset.put(ann)
         return ann
 
+    def place_mrsi_voxel_at(
+        self: AnnotationController, world: Any, *, slot: str | None = None
+    ) -> Annotation:
+        """Fill an "MRSI voxel" slot with the MRSI voxel at a world point.
+
+        The voxel is looked up through the MRSI grid's affine (scanner RAS, not the screen);
+        the annotation keeps its indices and, for display, its in-plane square on the
+        clicked slice (half-edges: the voxel's extent along the slice's two axes).
+        """
+        from .._mrsi_view import get_mrsi_view
+        from ..annotation import mrsi_voxel_annotation
+
+        aset = self._require()
+        sid = slot or self._active
+        s = self.protocol.slot(sid)
+        if s.kind != "mrsi_voxel":
+            raise M1Error(f"{sid} is not an MRSI voxel slot")
+        hit = get_mrsi_view(self.viewer).voxel_at(world)
+        if hit is None:
+            raise M1Error(f"{s.label or sid}: no MRSI voxel here (click inside the MRSI grid)")
+        aff = hit.source.fit.affine
+        centre = (aff @ np.array([*hit.ijk, 1.0]))[:3]
+        rz = self._ras_affine()[:3, :3]
+        normal, col, row = (rz[:, a] / np.linalg.norm(rz[:, a]) for a in (0, 2, 1))
+        centre = centre + float((hit.ras_mm - centre) @ normal) * normal  # on the clicked slice
+        half = [0.5 * float(np.abs(d @ aff[:3, :3]).sum()) for d in (col, row)]
+        ann = mrsi_voxel_annotation(
+            sid, hit.ijk, centre, half[0] * col, half[1] * row, author=self.reader
+        )
+        aset.put(ann)
+        return ann
+
     def place_caliper(
         self: AnnotationController, world1: Any, world2: Any, *, slot: str | None = None
     ) -> Annotation:
@@ -295,6 +327,11 @@ class EditsMixin:
                     self._refuse_done()
                     return
                 self.place_roi_at(world)
+            elif self.protocol.slot(self._active).kind == "mrsi_voxel":
+                if self._active in self.annset and armed != "replace":
+                    self._refuse_done()
+                    return
+                self.place_mrsi_voxel_at(world)
         except M1Error as exc:
             self._warn(str(exc))
 
@@ -323,7 +360,8 @@ class EditsMixin:
         if not final:  # live preview during a drag
             self._drag_preview[sid] = ann
             changed = self.engine.update(sid, ann) if self.engine is not None else (sid,)
-            self.measurements_changed.emit(changed or (sid,))
+            if changed:  # napari repeats the last position at release: nothing to redraw
+                self.measurements_changed.emit(changed)
             return
         try:
             self.annset.put(ann, action="move/resize")
@@ -348,6 +386,10 @@ class EditsMixin:
         if self.annset is None:
             return
         slot = self.protocol.slot(self._active)
+        if slot.kind == "mrsi_voxel":
+            self._warn(f"{slot.label or slot.id}: click the voxel with Place on (no drawing)")
+            self._refresh_layer()
+            return
         want = "ellipse" if slot.kind == "roi" else "line"
         if self._active in self.annset or shape_type != want:
             why = (

@@ -41,7 +41,13 @@ __all__ = [
 ]
 
 SHAPES_LAYER_NAME = "M1 annotations"
-COLOURS = {"active": "#ffd400", "roi": "#00e5ff", "caliper": "#ff5cf0", "warn": "#ff3b30"}
+COLOURS = {
+    "active": "#ffd400",
+    "roi": "#00e5ff",
+    "caliper": "#ff5cf0",
+    "mrsi_voxel": "#7cff6b",
+    "warn": "#ff3b30",
+}
 #: Outline width in screen pixels, at any zoom.
 EDGE_PX = 2.0
 LABEL_MODES = ("short", "all", "off")
@@ -61,11 +67,12 @@ def annotation_to_shape(
 ) -> tuple[np.ndarray, str]:
     """napari shape of an annotation: vertices on the grid of ``ras_affine`` (index, (n, 3))
     and shape type (a ROI is the ellipse inscribed in its 4 corners ``c -+ u -+ v``)."""
-    if ann.kind == "roi":
+    if ann.kind in ("roi", "mrsi_voxel"):  # an MRSI voxel: its square on the slice
         c = ann.centre_ras
         u, v = ann.semi_axes_ras
         corners = np.array([c - u - v, c + u - v, c + u + v, c - u + v])
-        return ras_to_index(corners, ras_affine, inverse=inverse), "ellipse"
+        shape = "ellipse" if ann.kind == "roi" else "rectangle"
+        return ras_to_index(corners, ras_affine, inverse=inverse), shape
     return ras_to_index(ann.points, ras_affine, inverse=inverse), "line"
 
 
@@ -73,6 +80,8 @@ def shape_to_annotation(
     slot: str, verts: Any, kind: str, ras_affine: Any, *, author: str = ""
 ) -> Annotation | None:
     """Inverse of :func:`annotation_to_shape` (None for a degenerate shape)."""
+    if kind == "mrsi_voxel":
+        return None  # a voxel is not dragged: it is re-placed (Shift-R) on the MRSI grid
     pts = index_to_ras(np.asarray(verts, dtype=float)[:, -3:], ras_affine)
     try:
         if kind == "roi":
@@ -83,6 +92,22 @@ def shape_to_annotation(
         return caliper_annotation(slot, pts[0], pts[-1], author=author, source="edited")
     except ValueError:
         return None
+
+
+def _unproxied(layer: Any) -> Any:
+    """The layer itself: a dock's viewer is napari's public-only proxy, whose private
+    attribute access warns; the thumbnail switch below is private napari API."""
+    return getattr(layer, "__wrapped__", layer)
+
+
+def _allow_thumbnail(layer: Any, on: bool) -> bool:
+    """napari's responsiveness switch ``Shapes._allow_thumbnail_update`` (False when this
+    napari has none: then napari redraws the thumbnail after every move, as before)."""
+    real = _unproxied(layer)
+    if not hasattr(real, "_allow_thumbnail_update"):
+        return False
+    real._allow_thumbnail_update = on
+    return True
 
 
 class AnnotationLayer:
@@ -145,7 +170,7 @@ class AnnotationLayer:
         # napari redraws the layer-list thumbnail of every shape after each move (17 ms
         # with 100 ovals); it is redrawn here when shapes are added or removed instead
         # (napari's own responsiveness switch, see Shapes._allow_thumbnail_update)
-        self.layer._allow_thumbnail_update = False
+        _allow_thumbnail(self.layer, False)
         self.layer.events.data.connect(self._on_layer_data)
         self.created.emit(self.layer)
         from .._viewer import camera_of
@@ -227,14 +252,12 @@ class AnnotationLayer:
 
     def update_thumbnail(self) -> None:
         """Redraw the layer-list thumbnail (napari's own redraw after a move is off)."""
-        layer = self.layer
-        if layer is None or not hasattr(layer, "_allow_thumbnail_update"):
+        if self.layer is None or not _allow_thumbnail(self.layer, True):
             return
-        layer._allow_thumbnail_update = True
         try:
-            layer._update_thumbnail()
+            _unproxied(self.layer)._update_thumbnail()
         finally:
-            layer._allow_thumbnail_update = False
+            _allow_thumbnail(self.layer, False)
 
     def update(
         self,

@@ -79,7 +79,7 @@ class PlacementTool:
             moved = max(moved, float(np.hypot(*(pos - x0))))
             yield
         end = np.asarray(event.position, dtype=float)
-        if self.kind == "roi":
+        if self.kind in ("roi", "mrsi_voxel"):  # a click places; a line is dragged
             if moved < CLICK_PX:  # a drag is a pan, not a placement
                 self.clicked.emit(start)
         else:

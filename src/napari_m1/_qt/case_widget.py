@@ -324,6 +324,18 @@ class CaseWidget(QWidget):
             self.orientation.apply()
             self.case_label.setText(f"Case: {staged.label} (loading)")
             self.first_frame.emit(staged.label)
+            self._draw_now()
+
+    def _draw_now(self) -> None:
+        """Draw the canvas now. The loader's later events (echoes, maps) are often
+        queued already; Qt would handle them all, adding every map's layer, before it
+        paints, so the first frame would wait for the whole case."""
+        from .workstation import _private
+
+        qt_viewer = _private(getattr(self.viewer, "window", None), "_qt_viewer")
+        native = getattr(getattr(qt_viewer, "canvas", None), "native", None)
+        if native is not None and native.isVisible():
+            native.repaint()
 
     def _on_staged_done(self, case: Case) -> None:
         self.progress.setVisible(False)

@@ -288,39 +288,39 @@ class MeasurementWidget(QWidget):
         by_slot: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             by_slot.setdefault(r["slot"], []).append(r)
-        out = []
-        areas: list[str] = []
-        for s in proto.slots:
-            if s.role == "measure" and s.region not in areas:
-                areas.append(s.region)
         nan = float("nan")
-        for area in areas:
-            for hemi in ("L", "R"):
-                rec: dict[str, Any] = dict(
-                    area=area,
-                    hemisphere=hemi,
-                    norm_si=nan,
-                    norm_si_note="",
-                    thickness_mm=nan,
-                    chi_ppb=nan,
-                    ratio=nan,
-                    ratio_name=ratio or "",
-                )
-                for s in proto.slots:
-                    if s.region != area or s.hemisphere != hemi or s.role != "measure":
-                        continue
-                    for r in by_slot.get(s.id, []):
-                        kind = r.get("layer_kind")
-                        if s.kind == "caliper" and math.isnan(rec["thickness_mm"]):
-                            rec["thickness_mm"] = _f(r.get("thickness_mm"))
-                        elif kind == "gre" and r.get("echo") == echo:
-                            rec["norm_si"] = _f(r.get("normalised_si"))
-                            rec["norm_si_note"] = r.get("normalised_si_note") or ""
-                        elif kind == "qsm" and r.get("chi_ppm") is not None:
-                            rec["chi_ppb"] = 1000.0 * _f(r.get("chi_ppm"))
-                        elif kind == "mrsi" and ratio and r.get("metabolite") == ratio:
-                            rec["ratio"] = _f(r.get("mean"))
-                out.append(rec)
+        recs: dict[tuple[str, str], dict[str, Any]] = {}
+        for s in proto.slots:
+            if s.role == "measure" and (s.region, "L") not in recs:
+                for hemi in ("L", "R"):
+                    recs[(s.region, hemi)] = dict(
+                        area=s.region,
+                        hemisphere=hemi,
+                        norm_si=nan,
+                        norm_si_note="",
+                        thickness_mm=nan,
+                        chi_ppb=nan,
+                        ratio=nan,
+                        ratio_name=ratio or "",
+                    )
+        # one pass over the slots in protocol order (each area's and hemisphere's own
+        # slots in the same order as before): O(slots + rows), not areas x slots
+        for s in proto.slots:
+            rec = recs.get((s.region, s.hemisphere)) if s.role == "measure" else None
+            if rec is None:
+                continue
+            for r in by_slot.get(s.id, ()):
+                kind = r.get("layer_kind")
+                if s.kind == "caliper" and math.isnan(rec["thickness_mm"]):
+                    rec["thickness_mm"] = _f(r.get("thickness_mm"))
+                elif kind == "gre" and r.get("echo") == echo:
+                    rec["norm_si"] = _f(r.get("normalised_si"))
+                    rec["norm_si_note"] = r.get("normalised_si_note") or ""
+                elif kind == "qsm" and r.get("chi_ppm") is not None:
+                    rec["chi_ppb"] = 1000.0 * _f(r.get("chi_ppm"))
+                elif kind == "mrsi" and ratio and r.get("metabolite") == ratio:
+                    rec["ratio"] = _f(r.get("mean"))
+        out = list(recs.values())
         return out
 
     def _refresh(self, *args: Any) -> None:

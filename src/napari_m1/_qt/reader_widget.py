@@ -5,16 +5,14 @@ N" and the pseudonym only. All decisions (which case, may it be submitted, what 
 message line says) are made by the Qt-free
 :class:`~napari_m1.session.ReaderController`; this module wires it to buttons and to
 the viewer. Cases load in a worker thread with a busy bar, and the next case is
-prefetched while the reader works, so the window stays responsive at a case change.
+prefetched while the reader works; the case swap itself (``reader_swap.py``) reuses the
+layers shown and runs in short steps, so the window stays responsive at a case change.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +36,10 @@ from qtpy.QtWidgets import (
 
 from .._annotate import get_controller
 from .._mrsi_view import get_mrsi_view
-from .._viewer import get_orientation, m1_layers
+from .._viewer import get_orientation
 from ..errors import M1Error
-from ..session import ReaderController, ReaderSession, Redactor, SessionAnnotationStore
+from ..session import ReaderController, ReaderSession, Redactor
+from .reader_swap import CaseSwapMixin, _load_layers
 
 if TYPE_CHECKING:
     import napari
@@ -63,20 +62,7 @@ def _on_destroyed(redactor: Redactor, *args: Any) -> None:
     redactor.uninstall()
 
 
-@contextlib.contextmanager
-def _no_full_gc() -> Iterator[None]:
-    """napari runs a full ``gc.collect()`` for every layer it removes (a workaround for
-    some Windows OpenGL drivers): about 1 s each with a large heap, in the GUI thread.
-    Here the removed layers' resources are left to Python's automatic collection."""
-    collect = gc.collect
-    gc.collect = lambda *a, **k: 0
-    try:
-        yield
-    finally:
-        gc.collect = collect
-
-
-class ReaderWidget(QWidget):
+class ReaderWidget(CaseSwapMixin, QWidget):
     """The reader's side of a blinded study (see the module docstring).
 
     Signals
@@ -99,6 +85,8 @@ class ReaderWidget(QWidget):
         self._loading_form = False
         self._worker: Any = None
         self._adding = False
+        #: reuse the case's layers at a case change (False: remove and add them, as before)
+        self._reuse_layers = True
 
         self.study_edit = QLineEdit()
         self.study_edit.setPlaceholderText("study folder")
@@ -270,20 +258,22 @@ class ReaderWidget(QWidget):
         from napari.qt.threading import create_worker
 
         self._set_busy(True)
-        worker = create_worker(rc.load, pseudonym, folder, _ignore_errors=True)
+        worker = create_worker(_load_layers, rc, pseudonym, folder, _ignore_errors=True)
         worker.returned.connect(functools.partial(self._on_loaded, worker, pseudonym))
         worker.errored.connect(functools.partial(self._on_load_failed, worker))
         self._worker = worker
         worker.start()
         return True
 
-    def _on_loaded(self, worker: Any, pseudonym: str, case: Any) -> None:
+    def _on_loaded(self, worker: Any, pseudonym: str, loaded: tuple[Any, list[Any]]) -> None:
         if worker is not self._worker:
             return  # superseded by a later open
         self._worker = None
-        self._set_busy(False)
-        if self.reader_ctl.session is not None:
-            self._show(pseudonym, case, block=False)
+        if self.reader_ctl.session is None:
+            self._set_busy(False)
+            return
+        case, todo = loaded
+        self._show(pseudonym, case, block=False, todo=todo)
 
     def _on_load_failed(self, worker: Any, exc: BaseException) -> None:
         if worker is not self._worker:
@@ -292,82 +282,6 @@ class ReaderWidget(QWidget):
         self._set_busy(False)
         msg = str(exc) if isinstance(exc, M1Error) else f"{type(exc).__name__}: {exc}"
         self.reader_ctl.failed(msg.splitlines()[0] if msg else type(exc).__name__)
-
-    def _show(self, pseudonym: str, case: Any, *, block: bool = True) -> None:
-        """Swap the case on screen. Without ``block`` the swap is a queue of small steps
-        (detach, remove one layer, add one layer, finish), one per event-loop turn, so the
-        window keeps drawing and answering while a case with many maps comes in."""
-        from .._reader import case_layer_data
-
-        todo = list(case_layer_data(case))
-        added: list[Any] = []
-        if block:
-            self._clear_case()
-            added = [self.viewer.add_image(data, **kw) for data, kw, _ in todo]
-            self._finish_show(pseudonym, case, added)
-            return
-        n = len(todo)
-
-        def add_one() -> None:
-            data, kw, _ = todo.pop(0)
-            added.append(self.viewer.add_image(data, **kw))
-            self.message_label.setText(f"Showing the case: layer {len(added)} of {n}…")
-
-        steps: list[Any] = [self._detach_case]
-        steps += [functools.partial(self._remove_layer, ly) for ly in m1_layers(self.viewer)]
-        steps += [add_one] * n
-        self._adding = True
-        self._set_busy(True)
-
-        def run_next() -> None:
-            if self.reader_ctl.session is None:  # the session was closed meanwhile
-                self._adding = False
-                return
-            steps.pop(0)()
-            if steps:
-                QTimer.singleShot(0, run_next)
-                return
-            self._adding = False
-            self._set_busy(False)
-            self._finish_show(pseudonym, case, added)
-
-        QTimer.singleShot(0, run_next)
-
-    def _finish_show(self, pseudonym: str, case: Any, added: list[Any]) -> None:
-        from .._viewer import _show_middle_slice
-
-        rc = self.reader_ctl
-        _show_middle_slice(self.viewer, added[0])
-        self.viewer.layers.selection.active = added[0]  # the GRE, not a hidden map
-        self.orientation.apply()
-        from napari.utils.notifications import show_warning
-
-        for w in case.warnings:
-            show_warning(w)
-        s = rc.require()
-        # Locked reads are refused (and the attempt logged) by the study database itself.
-        self.ctl.reconfigure(reader=s.reader, store=SessionAnnotationStore(s, pseudonym))
-        rc.opened(pseudonym)
-        self._apply_hide_numbers(bool(s.settings.get("hide_numbers", False)))
-        self._load_form()
-        self.case_opened.emit(pseudonym)
-        self.reader_ctl.prefetch_next()  # a plain thread: no Qt object outlives the dock
-
-    def _clear_case(self) -> None:
-        self._detach_case()
-        for ly in m1_layers(self.viewer):
-            self._remove_layer(ly)
-
-    def _detach_case(self) -> None:
-        with _no_full_gc():
-            self.ctl.detach()
-        if self.reader_ctl.pseudonym is not None:
-            self.reader_ctl.closed_case()
-
-    def _remove_layer(self, layer: Any) -> None:
-        if layer in self.viewer.layers:
-            with _no_full_gc():
-                self.viewer.layers.remove(layer)
 
     def _apply_hide_numbers(self, hidden: bool) -> None:
         from .measurement_widget import set_numbers_hidden

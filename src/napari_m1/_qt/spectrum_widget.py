@@ -5,7 +5,9 @@ The spectrum is the real part against ppm, 4.2 -> 0.2 ppm (reversed, as spectros
 plot it): data black, fit red, baseline blue, residual grey below. The y range is the same
 for every voxel of a case, so hovering compares voxels; a move redraws only the lines
 (matplotlib blitting). In a blinded reader session the dock shows data only: no file or
-folder names, no header fields (:attr:`~napari_m1._mrsi_view.MRSIView.blinded`).
+folder names, no header fields (:attr:`~napari_m1._mrsi_view.MRSIView.blinded`); when the
+study hides live numbers, the %SD/FWHM/S/N table and ratio values are hidden too (the
+spectrum and the kept/excluded verdict stay).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import QEvent, QTimer, Signal
 from qtpy.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
@@ -25,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._mrsi_view import REASON_COLOURS, VoxelHit, get_mrsi_view
+from .._reading import get_reading_tools
 from ..mrsi import PPM_WINDOW, QCThresholds
 
 if TYPE_CHECKING:
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["SpectrumWidget", "ThresholdForm"]
 
 QC_HEADERS = ("Metabolite", "%SD", "FWHM ppm", "S/N")
+#: a study that hides live numbers (``set_numbers_hidden``): the QC verdict stays
+HIDDEN_TEXT = "Numbers hidden for this read (study setting)."
 LINES = (  # name, colour, width, style
     ("data", "black", 1.0, "-"),
     ("fit", "#d62728", 1.2, "-"),
@@ -54,15 +59,26 @@ class ThresholdForm(QWidget):
 
         th = view.thresholds
         self.view = view
-        self.max_sd = FloatSpinBox(value=th.max_sd_pct, min=0, max=999, step=1, label="max %SD")
+        self.max_sd = FloatSpinBox(value=th.max_sd_pct, min=0, max=999, step=1, label="%SD ≤")
+        self.max_sd.native.setDecimals(1)
         self.max_fwhm = FloatSpinBox(
-            value=th.max_fwhm_ppm, min=0, max=2, step=0.01, label="max FWHM ppm"
+            value=th.max_fwhm_ppm, min=0, max=2, step=0.01, label="FWHM ≤"
         )
-        self.min_snr = FloatSpinBox(value=th.min_snr, min=0, max=1000, step=0.5, label="min S/N")
-        self.form = Container(widgets=[self.max_sd, self.max_fwhm, self.min_snr], labels=True)
+        self.max_fwhm.native.setSuffix(" ppm")
+        self.min_snr = FloatSpinBox(value=th.min_snr, min=0, max=1000, step=0.5, label="S/N ≥")
+        self.form = Container(
+            widgets=[self.max_sd, self.max_fwhm, self.min_snr], labels=True, layout="horizontal"
+        )
         self.form.native.layout().setContentsMargins(0, 0, 0, 0)
-        for w in (self.max_sd, self.max_fwhm, self.min_snr):
-            w.tooltip = "Voxels failing this test (numerator or tCr) are excluded (NaN)"
+        tips = {
+            self.max_sd: "Largest %SD (Cramér-Rao bound) kept",
+            self.max_fwhm: "Largest linewidth (FWHM, ppm) kept",
+            self.min_snr: "Smallest S/N kept",
+        }
+        for w, tip in tips.items():
+            w.tooltip = f"{tip}; a voxel failing it (numerator or tCr) is excluded (NaN)"
+            w.native.setButtonSymbols(w.native.ButtonSymbols.NoButtons)  # narrow: fits the dock
+            w.native.setMinimumWidth(48)
             w.changed.connect(self._on_changed)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -86,8 +102,8 @@ class SpectrumWidget(QWidget):
     ----------
     hit : VoxelHit or None
         The voxel shown.
-    draws : int
-        Spectrum redraws so far (a test and benchmark seam).
+    draws, paints : int
+        Spectrum redraws so far, and paint events of the plot (test and benchmark seams).
 
     Signals
     -------
@@ -120,7 +136,7 @@ class SpectrumWidget(QWidget):
 
         self.figure = Figure(figsize=(4.0, 2.4), dpi=80, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(190)
+        self.canvas.setMinimumHeight(140)
         self.ax = self.figure.add_subplot(111)
         self.ax.set_xlim(*PPM_WINDOW)  # 4.2 -> 0.2: ppm reversed
         self.ax.set_xlabel("chemical shift (ppm)")
@@ -133,20 +149,23 @@ class SpectrumWidget(QWidget):
             )
         self.ax.legend(loc="upper left", fontsize=7, frameon=False, ncol=4)
         self.canvas.mpl_connect("draw_event", self._on_draw)
+        self.paints = 0  # paint events of the plot (a benchmark seam: pixels on screen)
+        self.canvas.installEventFilter(self)
 
         self.qc_table = QTableWidget(0, len(QC_HEADERS))
         self.qc_table.setHorizontalHeaderLabels(QC_HEADERS)
         self.qc_table.verticalHeader().setVisible(False)
         self.qc_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.qc_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        rows_h = self.qc_table.verticalHeader().defaultSectionSize() * 4
+        self.qc_table.verticalHeader().setDefaultSectionSize(20)
+        rows_h = 20 * 4
         self.qc_table.setFixedHeight(
             rows_h + self.qc_table.horizontalHeader().sizeHint().height() + 4
         )
         self.thresholds = ThresholdForm(self.view)
 
         legend = QHBoxLayout()
-        legend.addWidget(QLabel("Excluded layer:"))
+        legend.addWidget(QLabel("Excluded:"))
         for reason, colour in REASON_COLOURS.items():
             sw = QLabel(f"■ {reason}")
             sw.setStyleSheet(f"color: {colour}")
@@ -162,7 +181,6 @@ class SpectrumWidget(QWidget):
         lay.addWidget(self.canvas, 1)
         lay.addWidget(self.qc_table)
         lay.addWidget(self.verdict_label)
-        lay.addWidget(QLabel("QC thresholds (re-mask the ratio maps live):"))
         lay.addWidget(self.thresholds)
         lay.addLayout(legend)
 
@@ -229,12 +247,24 @@ class SpectrumWidget(QWidget):
 
     # ------------------------------------------------------------------ hover
     def _on_cursor(self, event: Any = None) -> None:
+        if not self.isVisible():
+            return  # a hidden tab or closed dock: nothing to redraw (refreshed when shown)
         hit = self.view.voxel_at(self.viewer.cursor.position)
         if hit is None:
             return  # off the grid: keep the last voxel on screen
         if self.hit is not None and hit.ijk == self.hit.ijk and hit.source is self.hit.source:
             return
         self.show_voxel(hit)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:
+        if obj is self.canvas and event.type() == QEvent.Type.Paint:
+            self.paints += 1
+        return False
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if self.hit is not None:
+            self.show_voxel(self.hit)
 
     def _on_thresholds(self, _th: Any = None) -> None:
         if self.hit is not None:
@@ -266,7 +296,9 @@ class SpectrumWidget(QWidget):
             self.canvas.restore_region(self._bg)
             for line in self.lines.values():
                 self.ax.draw_artist(line)
-            self.canvas.blit(self.ax.bbox)
+            # painted with the window's next frame (a synchronous blit would force an
+            # extra flush of the whole window, napari's OpenGL canvas included)
+            self.canvas.update()
         self.draws += 1
 
     def _on_draw(self, _event: Any = None) -> None:
@@ -277,6 +309,10 @@ class SpectrumWidget(QWidget):
     def _show_qc(self, hit: VoxelHit) -> None:
         qc = hit.source.voxel_qc(hit.ijk)
         t = self.qc_table
+        if get_reading_tools(self.viewer).hide_values:  # the study hides live numbers
+            t.setRowCount(0)
+            self.verdict_label.setText(f"QC {qc.verdict}. {HIDDEN_TEXT}")
+            return
         t.setRowCount(len(qc.metabolites))
         for r, (name, sd, fwhm, snr) in enumerate(qc.metabolites):
             for c, text in enumerate((name, _num(sd, 0), _num(fwhm, 3), _num(snr, 1))):
@@ -288,10 +324,9 @@ class SpectrumWidget(QWidget):
         parts = []
         for name, value, failed in qc.ratios:
             v = _num(value, 2) or "n/a"
-            parts.append(
-                f"{name} {v}: " + (f"excluded ({', '.join(failed)})" if failed else "kept")
-            )
-        self.verdict_label.setText(f"QC: {qc.verdict}\n" + "\n".join(parts))
+            state = f"excluded ({', '.join(failed)})" if failed else "kept"
+            parts.append(f"{name} {v}: {state}")
+        self.verdict_label.setText(f"QC {qc.verdict}. " + " · ".join(parts))
 
 
 _REASON_TIPS = {

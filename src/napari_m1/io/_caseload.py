@@ -280,10 +280,9 @@ class CaseLoad:
                 vol = plan.finish()
                 if plan.kind == "mrsi":
                     vol.extra["metabolite"] = plan.label.removeprefix("MRSI ")
-                    if self.files.fsl_mrsi is not None:  # tissue fractions on its grid
-                        from ._mrsi import tissue_for_volume
+                    from ._mrsi import tissue_for_volume  # tissue fractions, when available
 
-                        vol.aux.update(tissue_for_volume(vol, self.files.fsl_mrsi))
+                    vol.aux.update(tissue_for_volume(vol, self.files.fsl_mrsi, self.files.folder))
                 if plan.kind == "phase" and self._phase_difference:
                     vol = finish_phase_difference(vol, plan.paths[0], vols[0])
                 if i == 0:
@@ -297,7 +296,10 @@ class CaseLoad:
             if self.files.fsl_mrsi is not None and "mrsi" in self._want:
                 from ._mrsi import ratio_volumes
 
-                for vol in ratio_volumes(self.files.fsl_mrsi, self._mrsi_thresholds):
+                ratios = ratio_volumes(
+                    self.files.fsl_mrsi, self._mrsi_thresholds, self.files.folder
+                )
+                for vol in ratios:
                     i = len(vols)
                     vols[i], places[i] = vol, place_one(vol, vols[0], places[0])
                     yield LoadEvent("volume", base, total, i, (vol, places[i]))

@@ -26,6 +26,7 @@ from ..geometry import hemisphere, ras_to_index, ras_vectors_to_index, voxel_siz
 from ..protocol import Protocol
 from ._caliper import in_plane_length
 from ._mrsi_rows import MRSI_COLUMNS, mrsi_overlap_columns
+from ._mrsi_voxel import VOXEL_COLUMNS, mrsi_voxel_rows
 from ._roi import ellipse_weights, weighted_stats_many
 
 __all__ = ["MEASUREMENT_COLUMNS", "MEASUREMENT_SCHEMA", "MapSource", "MeasurementEngine"]
@@ -40,7 +41,7 @@ MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "voxel_x_mm", "voxel_y_mm", "voxel_z_mm",
     "area_mm2", "coverage_fraction", "n_voxels", "mean", "sd", "median",
     "normalised_si", "normalised_si_note", "chi_ppm", "thickness_mm", "thickness_3d_mm",
-    *MRSI_COLUMNS,
+    *MRSI_COLUMNS, *VOXEL_COLUMNS,
 )  # fmt: skip
 
 
@@ -253,7 +254,10 @@ class MeasurementEngine:
         else:
             if cached is not None and cached.ann == ann:
                 return ()
-            raw = self._measure_roi(ann) if ann.kind == "roi" else self._measure_caliper(ann)
+            if ann.kind == "mrsi_voxel":  # the clicked MRSI voxel's values (_mrsi_voxel)
+                raw = mrsi_voxel_rows(ann, self.sources, self._common(ann))
+            else:
+                raw = self._measure_roi(ann) if ann.kind == "roi" else self._measure_caliper(ann)
             self._cache[slot] = _SlotResult(ann, raw)
             changed = [slot]
         self._all_rows = None

@@ -3,7 +3,7 @@
 Layout (one NIfTI per metabolite, on the native MRSI grid)::
 
     concs/{raw,internal,molality,molarity}/<M>.nii.gz   concentrations
-    uncertainties/<M>_sd.nii.gz                         standard deviation (see ``sd_units``)
+    uncertainties/<M>_sd.nii.gz                         CRLB SD in % of the concentration
     qc/<M>_snr.nii.gz, qc/<M>_fwhm.nii.gz               S/N and linewidth (Hz)
     fit/{fit,residual,baseline}.nii.gz                  NIfTI-MRS spectra (optional)
 
@@ -148,7 +148,7 @@ def read_fsl_mrsi(
     folder: str | os.PathLike[str],
     *,
     scaling: str | None = None,
-    sd_units: str = "absolute",
+    sd_units: str = "percent",
     spectrometer_frequency_mhz: float | None = None,
 ) -> MRSIFit:
     """Read an ``fsl_mrsi`` output folder (see :class:`MRSIFit`).
@@ -157,9 +157,13 @@ def read_fsl_mrsi(
     ----------
     scaling : str, optional
         ``concs/`` sub-folder; default the first present of :data:`SCALINGS`.
-    sd_units : {"absolute", "percent"}
-        What ``uncertainties/<M>_sd`` holds: an SD in the units of ``concs/raw`` (converted to
-        % with the raw concentration), or already % of the concentration.
+    sd_units : {"percent", "absolute"}
+        What ``uncertainties/<M>_sd`` holds. FSL-MRS's ``fsl_mrsi`` writes
+        ``FitRes.getUncertainties(metab=...)``, whose default ``type='percentage'`` is the
+        SD in % of the concentration, capped at 999 and 999 where undefined, as LCModel
+        (FSL-MRS source, ``fsl_mrs/scripts/fsl_mrsi.py`` and ``fsl_mrs/utils/results.py``).
+        ``"absolute"`` reads an SD in the units of ``concs/raw`` instead (converted to % with
+        the raw concentration), for outputs written another way.
     spectrometer_frequency_mhz : float, optional
         Overrides the value from ``fit/fit.nii.gz`` (needed to convert FWHM Hz -> ppm).
 

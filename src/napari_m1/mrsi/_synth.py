@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SyntheticMRSI", "write_fsl_mrsi_folder"]
+__all__ = ["SyntheticMRSI", "write_fit_spectra", "write_fsl_mrsi_folder"]
 
 #: canonical name -> (file stem, low, high) of the true molarity (mM)
 _METABS = {
@@ -115,8 +115,8 @@ def write_fsl_mrsi_folder(
         zero = ~mask
         _save(molar, affine, root / "concs" / "molarity" / f"{stem}.nii.gz")
         _save(raw, affine, root / "concs" / "raw" / f"{stem}.nii.gz")
-        sd = np.where(zero, 0, raw * sd_pct / 100)
-        _save(sd, affine, root / "uncertainties" / f"{stem}_sd.nii.gz")
+        # %SD, as fsl_mrsi writes it (FitRes.getUncertainties' default); 0 outside the mask
+        _save(np.where(zero, 0, sd_pct), affine, root / "uncertainties" / f"{stem}_sd.nii.gz")
         _save(np.where(zero, 0, snr), affine, root / "qc" / f"{stem}_snr.nii.gz")
         _save(np.where(zero, 0, fwhm_ppm * sf), affine, root / "qc" / f"{stem}_fwhm.nii.gz")
     if write_mask:
@@ -138,3 +138,54 @@ def _write_fit(root: Path, shape: tuple[int, ...], affine: np.ndarray, sf: float
     img.header.extensions.append(nib.nifti1.Nifti1Extension(44, json.dumps(meta).encode()))
     (root / "fit").mkdir(parents=True, exist_ok=True)
     nib.save(img, str(root / "fit" / "fit.nii.gz"))
+
+
+#: singlets of :func:`write_fit_spectra`: name -> ppm
+FIT_PEAKS: dict[str, float] = {"NAA": 2.01, "Cr": 3.03, "Cho": 3.21}
+
+
+def fit_amplitudes(shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """Per-voxel singlet amplitudes of :func:`write_fit_spectra` (NAA grows with i, j, k)."""
+    i, j, k = np.indices(shape, dtype=float)
+    return {"NAA": 1.0 + 0.1 * i + 0.05 * j + 0.3 * k, "Cr": 0.8 + 0.02 * j, "Cho": 0.3 + 0 * i}
+
+
+def write_fit_spectra(
+    folder: str | os.PathLike[str],
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    *,
+    spectrometer_frequency_mhz: float = 297.2,
+    n_points: int = 512,
+    dwell_s: float = 2.5e-4,
+    extra_header: dict | None = None,
+    seed: int = 3,
+) -> None:
+    """Write ``fit/{fit,residual,baseline}.nii.gz`` (NIfTI-MRS) with a different spectrum in
+    every voxel: Lorentzian singlets (:data:`FIT_PEAKS`, amplitudes :func:`fit_amplitudes`,
+    T2* 40 ms) plus a broad baseline as the fit; complex Gaussian noise (SD 0.05) as the
+    residual. NIfTI-MRS frame: a peak at ``p`` ppm has ``+(4.65 - p)·SF`` Hz.
+    ``extra_header`` adds keys to the JSON extension (tests plant identifiers there).
+    """
+    import nibabel as nib
+
+    sf = spectrometer_frequency_mhz
+    rng = np.random.default_rng(seed)
+    amps = fit_amplitudes(shape)
+    t = np.arange(n_points) * dwell_s
+    fit = np.zeros((*shape, n_points), dtype=np.complex128)
+    for name, ppm in FIT_PEAKS.items():
+        f = (4.65 - ppm) * sf
+        fit += amps[name][..., None] * np.exp((2j * np.pi * f - 1 / 0.04) * t)
+    baseline = np.broadcast_to(0.2 * np.exp(-t / 0.002), fit.shape)
+    fit = fit + baseline
+    residual = 0.05 * (rng.standard_normal(fit.shape) + 1j * rng.standard_normal(fit.shape))
+    meta = {"SpectrometerFrequency": [sf], "ResonantNucleus": ["1H"], **(extra_header or {})}
+    d = Path(folder) / "fit"
+    d.mkdir(parents=True, exist_ok=True)
+    for name, arr in (("fit", fit), ("residual", residual), ("baseline", baseline)):
+        img = nib.Nifti2Image(np.ascontiguousarray(arr, dtype=np.complex64), affine)
+        img.header["pixdim"][4] = dwell_s
+        img.header["intent_name"] = b"mrs_v0_2"
+        img.header.extensions.append(nib.nifti1.Nifti1Extension(44, json.dumps(meta).encode()))
+        nib.save(img, str(d / f"{name}.nii.gz"))

@@ -7,7 +7,7 @@ this writes, into a case folder:
   dwell 0.25 ms, header extension with SpectrometerFrequency and ResonantNucleus): Lorentzian
   singlets NAA 2.01, Cr 3.03, Cho 3.21, Glx 2.35 ppm (amplitude = concentration x
   :data:`RAW_PER_MM`), one linewidth per voxel, complex Gaussian noise (unless noise-free).
-* ``fsl_mrsi/``: concs/{raw,molarity}, uncertainties/<M>_sd (SD in raw units), qc/<M>_snr,
+* ``fsl_mrsi/``: concs/{raw,molarity}, uncertainties/<M>_sd (%SD, as fsl_mrsi), qc/<M>_snr,
   qc/<M>_fwhm (Hz), fit/{fit,residual,baseline}.nii.gz (NIfTI-MRS), mask.nii.gz, and the
   tissue fractions of every MRSI voxel, mrsi_seg_{gm,wm,csf}.nii.gz (named as FSL-MRS's
   ``mrsi_segmentation`` writes them).
@@ -240,13 +240,15 @@ def _fit_maps(fit, names, idx, shape, affine, mask, fm: Path, fractions) -> list
                 fm / f"mrsi_seg_{cls.lower()}.nii.gz",
             )
         )
+    # %SD as fsl_mrsi writes it: capped at 999, 999 where undefined (as LCModel)
+    sd_pct = np.minimum(np.nan_to_num(fit.sd_pct, nan=999.0, posinf=999.0), 999.0)
     for m, name in enumerate(names):
         combined = {v[0]: v[1] for v in _NAMES.values()}[name]
         raw = fit.amplitude[:, m]
         jobs += [
             (img(raw), fm / "concs" / "raw" / f"{combined}.nii.gz"),
             (img(raw / RAW_PER_MM), fm / "concs" / "molarity" / f"{combined}.nii.gz"),
-            (img(fit.sd[:, m]), fm / "uncertainties" / f"{combined}_sd.nii.gz"),
+            (img(sd_pct[:, m]), fm / "uncertainties" / f"{combined}_sd.nii.gz"),
             (img(fit.snr[:, m]), fm / "qc" / f"{combined}_snr.nii.gz"),
             (img(fit.fwhm_hz), fm / "qc" / f"{combined}_fwhm.nii.gz"),
         ]

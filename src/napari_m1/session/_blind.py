@@ -14,7 +14,8 @@ REDACTED = "[case]"
 
 def identifying_tokens(case_folder: str | Path, extra: Iterable[str] = ()) -> list[str]:
     """Strings that would identify a case: its path, folder names, file names and stems,
-    and the names, IDs, dates and site found in its DICOM headers and JSON sidecars."""
+    and the names, IDs, dates and site found in its DICOM headers, JSON sidecars,
+    NIfTI-MRS header extensions and RDA headers."""
     p = Path(case_folder)
     toks: set[str] = {str(p), str(p.resolve())}
     toks.update(part for part in p.resolve().parts[-3:] if len(part) >= 3)
@@ -85,12 +86,22 @@ class Redactor(logging.Filter):
         return True
 
 
+#: Volume.extra text values that name data, not provenance: never redacted (a metabolite
+#: named after its file stem, e.g. fsl_mrsi's ``NAA+NAAG``, must survive blinding)
+_DATA_TEXT_KEYS = frozenset({"metabolite", "phase_kind", "mrsi_source"})
+
+
 def blind_case(case: object, pseudonym: str, redactor: Redactor) -> object:
     """Make a loaded :class:`napari_m1.io.Case` safe to show: pseudonym label, no file
-    names in layer metadata, identifiers redacted from warnings. Returns the same object."""
+    names in layer metadata, identifiers redacted from warnings and from every other text
+    value of the volumes' ``extra`` (e.g. ``b0_from``, which names the sidecar B0 came
+    from). Returns the same object."""
     files = case.files  # type: ignore[attr-defined]
     files.label = pseudonym
     for vol in case.volumes:  # type: ignore[attr-defined]
         vol.sources = []
         vol.warnings = [redactor.redact(w) for w in vol.warnings]
+        for key, value in list(vol.extra.items()):
+            if isinstance(value, str) and key not in _DATA_TEXT_KEYS:
+                vol.extra[key] = redactor.redact(value)
     return case

@@ -187,9 +187,10 @@ class ReaderController:
                 self._inflight.pop(pseudonym, None)
             done.set()
 
-    def prefetch_next(self) -> threading.Thread | None:
-        """Start loading the case Submit would open next, in a background thread."""
-        nxt = self.next_to_prefetch()
+    def prefetch_next(self, after: str | None = None) -> threading.Thread | None:
+        """Start loading the case Submit would open after ``after`` (default: the case
+        open now), in a background thread."""
+        nxt = self.next_to_prefetch(after)
         if nxt is None:
             return None
         t = threading.Thread(target=self.prefetch, args=nxt, name="m1-prefetch", daemon=True)
@@ -197,14 +198,16 @@ class ReaderController:
         t.start()
         return t
 
-    def next_to_prefetch(self) -> tuple[str, Path] | None:
-        """The read Submit would open after the current one, and its folder."""
+    def next_to_prefetch(self, after: str | None = None) -> tuple[str, Path] | None:
+        """The read Submit would open after ``after`` (default: the current one), and
+        its folder."""
         s = self.session
-        if s is None or self.pseudonym is None:
+        after = after or self.pseudonym
+        if s is None or after is None:
             return None
         reads = s.reads()
         names = [r.pseudonym for r in reads]
-        i = names.index(self.pseudonym) if self.pseudonym in names else -1
+        i = names.index(after) if after in names else -1
         for r in reads[i + 1 :] + reads[: max(i, 0)]:
             if r.status != "submitted":
                 try:

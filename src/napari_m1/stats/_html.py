@@ -28,6 +28,7 @@ TABLE_FILES = {
     "correlations": "correlations.csv",
     "subjects": "subjects.csv",
     "per_subject": "per_subject.csv",
+    "mrsi_qc": "mrsi_qc.csv",
     "data_issues": "data_issues.csv",
 }
 _COLLAPSE_ROWS = 30  # longer HTML tables are folded in a <details>
@@ -167,6 +168,7 @@ def render_html(
     *,
     issues: Sequence[DataIssue],
     generated_at: datetime | None = None,
+    mrsi: pd.DataFrame | None = None,
 ) -> str:
     """The self-contained HTML report (figures inlined as base64 PNG).
 
@@ -176,6 +178,9 @@ def render_html(
         Computed tables.
     figures : sequence of ReportFigure
         Rendered figures.
+    mrsi : pandas.DataFrame, optional
+        The MRSI QC table (:func:`napari_m1.stats._mrsi.mrsi_qc_table`); section left out
+        when None.
     issues : sequence of DataIssue
         Shown in the "Data issues" section.
     generated_at : datetime, optional
@@ -324,9 +329,21 @@ def render_html(
     elif "measurements" not in data.sources:
         parts.append("<p class='meta'>No measurements file given.</p>")
 
+    if mrsi is not None:
+        parts.append("<h2 id='mrsi'>MRSI ratios: QC-filtered and unfiltered</h2>")
+        parts.append(
+            "<p>Excluding voxels with a high relative CRLB (%SD) removes low values more "
+            "often than high ones, so filtered means are biased upward. Per ratio and "
+            "group: the mean of the ROI rows' filtered <code>mean</code>, of their "
+            "<code>mean_unfiltered</code>, the paired shift (filtered − unfiltered), and "
+            "how many voxels QC excluded under the thresholds listed.</p>"
+        )
+        parts.append(_html_table(mrsi, caption="MRSI QC", text_cols=("thresholds",)))
     parts.append("<h2 id='tables'>Tables</h2><ul>")
     for name, fname in TABLE_FILES.items():
         if name == "per_subject" and res.per_subject is None:
+            continue
+        if name == "mrsi_qc" and mrsi is None:
             continue
         parts.append(f"<li><a href='tables/{fname}'><code>tables/{fname}</code></a></li>")
     parts.append("</ul>")

@@ -190,7 +190,14 @@ def build_report(
     }
     if res.per_subject is not None:
         tables["per_subject"] = res.per_subject
-    text = render_html(res, figures, issues=issues)
+    mrsi = None
+    if measurements is not None:
+        from ._mrsi import mrsi_qc_table
+
+        mrsi = mrsi_qc_table(measurements, data, [])  # case matching: reported above
+        if mrsi is not None:
+            tables["mrsi_qc"] = mrsi
+    text = render_html(res, figures, issues=issues, mrsi=mrsi)
 
     result = ReportResult(out_dir=out, html=out / "report.html", issues=issues, results=res)
     try:
