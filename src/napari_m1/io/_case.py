@@ -112,7 +112,7 @@ def field_strength(files: CaseFiles) -> tuple[float | None, str]:
     for p in [*files.gre, *files.phase]:
         v = read_sidecar(p).get("MagneticFieldStrength")
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v), f"{Path(p).name} sidecar MagneticFieldStrength"
+            return float(v), "JSON sidecar MagneticFieldStrength"  # no file name: blinding
     return None, ""
 
 

@@ -39,7 +39,9 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | ~border[lab]
 
 
-def phase_quality(phase: np.ndarray, echo_times_ms: object = None) -> np.ndarray:
+def phase_quality(
+    phase: np.ndarray, echo_times_ms: object = None, *, cancel: CancelFn | None = None
+) -> np.ndarray:
     """Local phase coherence in [0, 1]: ``|mean of exp(i dphi)|`` over 3x3x3 voxels.
 
     Parameters
@@ -48,21 +50,29 @@ def phase_quality(phase: np.ndarray, echo_times_ms: object = None) -> np.ndarray
         Wrapped phase (radians). With two or more echoes the echo-1-to-2 difference is used
         (free of the receive-phase offset), else the phase itself.
 
+    cancel : callable() -> bool, optional
+        Checked between the separable filter passes.
+
     Returns
     -------
     float32 ndarray, shape (n0, n1, n2)
         Near 1 where the phase is smooth (tissue), near 0 where it is noise (air).
     """
-    from scipy.ndimage import uniform_filter
+    from scipy.ndimage import uniform_filter1d
 
     p = (
         phase[1] - phase[0]
         if phase.ndim == 4 and phase.shape[0] > 1
         else phase.reshape(phase.shape[-3:])
     )
-    re = uniform_filter(np.cos(p, dtype=np.float32), 3, mode="nearest")
-    im = uniform_filter(np.sin(p, dtype=np.float32), 3, mode="nearest")
-    return np.hypot(re, im).astype(np.float32)
+    parts = []
+    for fn in (np.cos, np.sin):
+        a = fn(p, dtype=np.float32)
+        for ax in range(a.ndim):  # the separable 3x3x3 mean, one pass per checkpoint
+            check_cancel(cancel)
+            uniform_filter1d(a, 3, axis=ax, mode="nearest", output=a)
+        parts.append(a)
+    return np.hypot(parts[0], parts[1]).astype(np.float32)
 
 
 def brain_mask(
@@ -110,9 +120,11 @@ def brain_mask(
     mask = m0 > thr
     check_cancel(cancel)
     if quality_threshold > 0:
-        mask &= phase_quality(phase) >= quality_threshold
+        mask &= phase_quality(phase, cancel=cancel) >= quality_threshold
     check_cancel(cancel)
-    mask = ndi.binary_opening(mask, iterations=1)
+    mask = ndi.binary_erosion(mask)  # opening = erosion then dilation, a checkpoint between
+    check_cancel(cancel)
+    mask = ndi.binary_dilation(mask)
     check_cancel(cancel)
     lab, n = ndi.label(mask)
     if n > 1:
