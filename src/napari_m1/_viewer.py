@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import weakref
 from collections.abc import Sequence
@@ -151,7 +152,10 @@ def swap_layer(layer: Any, data: Any, kwargs: dict[str, Any]) -> None:
     name = cmap if isinstance(cmap, str) else cmap.get("name", "")
     defaults = _image_defaults()
     settings = {k: kwargs.get(k, defaults[k]) for k in ("gamma", "opacity", "blending", "visible")}
-    with layer._block_refresh():  # one re-slice below, not one per property
+    # one re-slice below, not one per property (napari's private helper; without it the
+    # swap is only slower)
+    block = getattr(layer, "_block_refresh", contextlib.nullcontext)
+    with block():
         if tuple(layer.contrast_limits_range) != clim:
             layer.contrast_limits_range = clim  # no data scan: precomputed limits
         if tuple(layer.contrast_limits) != clim:
