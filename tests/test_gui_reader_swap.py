@@ -73,9 +73,12 @@ def test_swapped_case_is_the_case_added_anew(make_napari_viewer, mixed_study, qt
     viewer.window.resize(1400, 900)
     _, rw = viewer.window.add_plugin_dock_widget("napari-m1", "Reader session")
     _, aw = viewer.window.add_plugin_dock_widget("napari-m1", "M1 annotation")
+    _, mw = viewer.window.add_plugin_dock_widget("napari-m1", "M1 measurements")
     with qtbot.waitSignal(rw.case_opened, timeout=60_000):
         rw.start(mixed_study, "R1")
     shapes = aw.ctl.layer
+    # no caliper in any case: the (empty) profile plot is drawn once, never per case change
+    profile_draws = mw.profile_draws
     reused = 0
     for _ in range(len(rw.session.reads()) - 1):
         before = case_image_layers(viewer)
@@ -96,6 +99,7 @@ def test_swapped_case_is_the_case_added_anew(make_napari_viewer, mixed_study, qt
         assert (aw.ctl.layer is shapes) == bool(kept)
         assert aw.ctl.case.ref is now[0] and aw.ctl.case.meta.case_label == p
         assert viewer.layers.selection.active is now[0]
+        assert mw.profile_draws == profile_draws
         letters = get_orientation(viewer).letters()
         qtbot.wait(100)  # layout settled
         screen = viewer.screenshot(canvas_only=True, flash=False)

@@ -183,6 +183,7 @@ class MeasurementWidget(QWidget):
         self._hide = bool(_HIDDEN.get(napari_viewer, False))
         self._last_caliper: str | None = None
         self._profile_key: Any = _STALE
+        self._profile_empty = False  # True: the axes show no profile (nothing to redraw)
         self._long_dirty = True
         #: profile redraws so far (a test and benchmark seam)
         self.profile_draws = 0
@@ -201,7 +202,7 @@ class MeasurementWidget(QWidget):
         self.tabs.setMinimumHeight(120)
         self.hidden_label = QLabel(HIDDEN_TEXT)
         self.hidden_label.setWordWrap(True)
-        self.hidden_label.setVisible(False)
+        self.hidden_label.setVisible(self._hide)
         self.accept_button = QPushButton("Accept suggested")
         self.accept_button.setToolTip("Move the caliper's ends to the suggested band edges")
         self.profile_title = QLabel("")
@@ -229,6 +230,7 @@ class MeasurementWidget(QWidget):
         lay.setSpacing(3)
         lay.addLayout(top)
         lay.addWidget(self.tabs, 3)
+        self.tabs.setVisible(not self._hide)
         lay.addWidget(self.hidden_label)
         lay.addLayout(prow)
         lay.addWidget(self.canvas, 2)
@@ -253,6 +255,8 @@ class MeasurementWidget(QWidget):
 
     @hide_numbers.setter
     def hide_numbers(self, value: bool) -> None:
+        if bool(value) == self._hide:  # set at every case change: no redraw when unchanged
+            return
         self._hide = bool(value)
         self.tabs.setVisible(not self._hide)
         self.hidden_label.setVisible(self._hide)
@@ -444,7 +448,13 @@ class MeasurementWidget(QWidget):
         self._draw_profile(sid, prof, sug)
 
     def _draw_profile(self, sid: str | None, prof: Any, sug: Any) -> None:
+        if prof is None and self._profile_empty:
+            # the plot is already empty (a case change detaches and attaches): only the
+            # label may change; matplotlib is not redrawn
+            self._set_empty_label()
+            return
         self.profile_draws += 1
+        self._profile_empty = prof is None
         ax = self.ax
         ax.clear()
         ax.set_facecolor("#262930")
@@ -452,10 +462,7 @@ class MeasurementWidget(QWidget):
             s.set_color("#9aa3ad")
         ax.tick_params(colors="#d0d4d9", labelsize=7)
         if prof is None:
-            self.profile_title.setText("")
-            self.profile_label.setText(
-                "Select a caliper slot to see its profile." if self.ctl.has_case else ""
-            )
+            self._set_empty_label()
             self.canvas.draw_idle()
             return
         label = self.ctl.protocol.slot(sid).label or sid
@@ -482,6 +489,12 @@ class MeasurementWidget(QWidget):
         ax.legend(fontsize=6, loc="lower right", facecolor="#262930", labelcolor="#d0d4d9")
         self.profile_label.setText(text)
         self.canvas.draw_idle()
+
+    def _set_empty_label(self) -> None:
+        self.profile_title.setText("")
+        self.profile_label.setText(
+            "Select a caliper slot to see its profile." if self.ctl.has_case else ""
+        )
 
     def _on_accept(self) -> None:
         sid = self.profile_slot()

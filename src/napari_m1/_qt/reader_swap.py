@@ -129,7 +129,7 @@ class CaseSwapMixin:
             ms = (time.perf_counter() - t0) * 1e3
             log.debug("case swap step %d/%d: %.0f ms", n - len(steps), n, ms)
             if steps:
-                QTimer.singleShot(0, run_next)
+                QTimer.singleShot(1, run_next)
 
         QTimer.singleShot(0, run_next)
 
