@@ -180,7 +180,7 @@ def main() -> None:
                 continue
             before = sw.draws
             hover.append(timed(world(ijk), spectrum=True))
-            assert sw.draws == before + 1 and sw.hit.ijk == ijk
+            assert sw.draws == before + 1 and sw.hit.ijk == ijk, (sw.draws, before, sw.hit and sw.hit.ijk, ijk)
             # baseline: a move inside the same voxel: napari's frame, no spectrum redraw
             base.append(timed(world(ijk, 0.2 + 0.1 * (n % 2)), spectrum=False))
             assert sw.draws == before + 1, "a move inside the voxel must not redraw"
