@@ -180,7 +180,8 @@ def main() -> None:
                 continue
             before = sw.draws
             hover.append(timed(world(ijk), spectrum=True))
-            assert sw.draws == before + 1 and sw.hit.ijk == ijk, (sw.draws, before, sw.hit and sw.hit.ijk, ijk)
+            got = sw.hit.ijk if sw.hit is not None else None
+            assert sw.draws == before + 1 and got == ijk, (sw.draws, before, got, ijk)
             # baseline: a move inside the same voxel: napari's frame, no spectrum redraw
             base.append(timed(world(ijk, 0.2 + 0.1 * (n % 2)), spectrum=False))
             assert sw.draws == before + 1, "a move inside the voxel must not redraw"
