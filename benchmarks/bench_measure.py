@@ -121,6 +121,19 @@ def fair_baseline(sources, moves):
     return times
 
 
+def _read_windows(sources, m, k: int, rows: slice, cols: slice) -> None:
+    """Read what one ROI needs from every map: its in-plane window on slice ``k`` of each
+    echo, or the one MRSI voxel under its centre."""
+    for src in sources:
+        if src.kind == "mrsi":
+            cm = src.inv_affine[:3, :3] @ m.centre_ras + src.inv_affine[:3, 3]
+            i = np.clip(np.rint(cm).astype(int), 0, np.array(src.spatial_shape) - 1)
+            np.array(src.data[i[0], i[1] : i[1] + 1, i[2] : i[2] + 1])
+        else:
+            for _e, vol in src.volumes():
+                np.array(vol[k, rows, cols])
+
+
 def floor(sources, moves):
     """Read the window around the ROI from every map + one set of ellipse weights."""
     from napari_m1.measure import ellipse_weights
@@ -132,15 +145,7 @@ def floor(sources, moves):
         c = ref.inv_affine[:3, :3] @ m.centre_ras + ref.inv_affine[:3, 3]
         uv = m.semi_axes_ras @ ref.inv_affine[:3, :3].T
         w = ellipse_weights(c[1:], uv[:, 1:].T, ref.spatial_shape[1:])
-        k = int(np.rint(c[0]))
-        for src in sources:
-            if src.kind == "mrsi":
-                cm = src.inv_affine[:3, :3] @ m.centre_ras + src.inv_affine[:3, 3]
-                i = np.clip(np.rint(cm).astype(int), 0, np.array(src.spatial_shape) - 1)
-                np.array(src.data[i[0], i[1] : i[1] + 1, i[2] : i[2] + 1])
-            else:
-                for _e, vol in src.volumes():
-                    np.array(vol[k, w.rows, w.cols])
+        _read_windows(sources, m, int(np.rint(c[0])), w.rows, w.cols)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -156,16 +161,9 @@ def floor_bruteforce(sources, moves):
         c = ref.inv_affine[:3, :3] @ m.centre_ras + ref.inv_affine[:3, 3]
         uv = m.semi_axes_ras @ ref.inv_affine[:3, :3].T
         _corner, w = brute_weights(c[1:], uv[:, 1:].T)
-        k = int(np.rint(c[0]))
         r, cc = int(c[1]) - w.shape[0] // 2, int(c[2]) - w.shape[1] // 2
-        for src in sources:
-            if src.kind == "mrsi":
-                cm = src.inv_affine[:3, :3] @ m.centre_ras + src.inv_affine[:3, 3]
-                i = np.clip(np.rint(cm).astype(int), 0, np.array(src.spatial_shape) - 1)
-                np.array(src.data[i[0], i[1] : i[1] + 1, i[2] : i[2] + 1])
-            else:
-                for _e, vol in src.volumes():
-                    np.array(vol[k, r : r + w.shape[0], cc : cc + w.shape[1]])
+        rows, cols = slice(r, r + w.shape[0]), slice(cc, cc + w.shape[1])
+        _read_windows(sources, m, int(np.rint(c[0])), rows, cols)
         times.append(time.perf_counter() - t0)
     return times
 
