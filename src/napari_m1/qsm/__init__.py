@@ -21,26 +21,65 @@ No Qt, no napari (``napari_m1._qt.qsm_widget`` is the dock).
 
 from __future__ import annotations
 
-from ._background import eroded_mask, resharp, vsharp, vsharp_radii
-from ._common import Cancelled
-from ._dipole import tkd, tv_admm
-from ._fourier import dipole_kernel, pad_shape
-from ._inputs import QSMInput, b0_direction, input_from_arrays, load_case_input, voxel_size_mm
-from ._mask import brain_mask, fill_holes, phase_quality
-from ._metrics import fraction_outside, hfen, nrmse, roi_fraction_outside, xsim
-from ._output import OUTPUT_FILES, write_qsm_outputs
-from ._pdf import pdf
-from ._phase import (
-    combine_echoes,
-    field_ppm_from_omega,
-    mcpc3ds_offset,
-    template_unwrap,
-    unwrap_laplacian,
-    unwrap_path,
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+# Public names, imported on first use (napari_m1._lazy): the CLI registers its
+# commands without loading the package.
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "._background": ["eroded_mask", "resharp", "vsharp", "vsharp_radii"],
+        "._common": ["Cancelled"],
+        "._dipole": ["tkd", "tv_admm"],
+        "._fourier": ["dipole_kernel", "pad_shape"],
+        "._inputs": [
+            "QSMInput",
+            "b0_direction",
+            "input_from_arrays",
+            "load_case_input",
+            "voxel_size_mm",
+        ],
+        "._mask": ["brain_mask", "fill_holes", "phase_quality"],
+        "._metrics": ["fraction_outside", "hfen", "nrmse", "roi_fraction_outside", "xsim"],
+        "._output": ["OUTPUT_FILES", "write_qsm_outputs"],
+        "._pdf": ["pdf"],
+        "._phase": [
+            "combine_echoes",
+            "field_ppm_from_omega",
+            "mcpc3ds_offset",
+            "template_unwrap",
+            "unwrap_laplacian",
+            "unwrap_path",
+        ],
+        "._pipeline": ["PRESETS", "QSMParams", "QSMResult", "run_qsm", "total_field"],
+        "._reference": ["csf_mask", "r2star_map", "reference_chi", "reference_mean"],
+        "._swim": ["iswim"],
+    },
 )
-from ._pipeline import PRESETS, QSMParams, QSMResult, run_qsm, total_field
-from ._reference import csf_mask, r2star_map, reference_chi, reference_mean
-from ._swim import iswim
+
+if TYPE_CHECKING:
+    from ._background import eroded_mask, resharp, vsharp, vsharp_radii
+    from ._common import Cancelled
+    from ._dipole import tkd, tv_admm
+    from ._fourier import dipole_kernel, pad_shape
+    from ._inputs import QSMInput, b0_direction, input_from_arrays, load_case_input, voxel_size_mm
+    from ._mask import brain_mask, fill_holes, phase_quality
+    from ._metrics import fraction_outside, hfen, nrmse, roi_fraction_outside, xsim
+    from ._output import OUTPUT_FILES, write_qsm_outputs
+    from ._pdf import pdf
+    from ._phase import (
+        combine_echoes,
+        field_ppm_from_omega,
+        mcpc3ds_offset,
+        template_unwrap,
+        unwrap_laplacian,
+        unwrap_path,
+    )
+    from ._pipeline import PRESETS, QSMParams, QSMResult, run_qsm, total_field
+    from ._reference import csf_mask, r2star_map, reference_chi, reference_mean
+    from ._swim import iswim
 
 __all__ = [
     "OUTPUT_FILES",

@@ -11,15 +11,39 @@ By role:
   helpers (:class:`Redactor`, :func:`blind_case`).
 """
 
-from ._annotation_store import SessionAnnotationStore
-from ._blind import Redactor, blind_case, identifying_tokens
-from ._common import ANSWER_FIELDS, DEFAULT_SETTINGS, INCOMPLETE_CHOICES
-from ._controller import ReaderController, ReaderView, SubmitCheck
-from ._coordinator import MeasurementsExport, Study
-from ._db import SCHEMA_VERSION, StoreUnavailableError
-from ._reader import ActiveTimer, LockedError, ReaderSession, ReadInfo
-from ._setup import create_study, read_cases_csv
-from ._verify import VerifyResult
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+# Public names, imported on first use (napari_m1._lazy): the CLI registers its
+# commands without loading the package.
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "._annotation_store": ["SessionAnnotationStore"],
+        "._blind": ["Redactor", "blind_case", "identifying_tokens"],
+        "._common": ["ANSWER_FIELDS", "DEFAULT_SETTINGS", "INCOMPLETE_CHOICES"],
+        "._controller": ["ReaderController", "ReaderView", "SubmitCheck"],
+        "._coordinator": ["MeasurementsExport", "Study"],
+        "._db": ["SCHEMA_VERSION", "StoreUnavailableError"],
+        "._reader": ["ActiveTimer", "LockedError", "ReaderSession", "ReadInfo"],
+        "._setup": ["create_study", "read_cases_csv"],
+        "._verify": ["VerifyResult"],
+    },
+)
+
+if TYPE_CHECKING:
+    from ._annotation_store import SessionAnnotationStore
+    from ._blind import Redactor, blind_case, identifying_tokens
+    from ._common import ANSWER_FIELDS, DEFAULT_SETTINGS, INCOMPLETE_CHOICES
+    from ._controller import ReaderController, ReaderView, SubmitCheck
+    from ._coordinator import MeasurementsExport, Study
+    from ._db import SCHEMA_VERSION, StoreUnavailableError
+    from ._reader import ActiveTimer, LockedError, ReaderSession, ReadInfo
+    from ._setup import create_study, read_cases_csv
+    from ._verify import VerifyResult
 
 __all__ = [
     "ANSWER_FIELDS",

@@ -90,6 +90,7 @@ def run_report(args: argparse.Namespace) -> int:
         args.out,
         measurements=args.measurements,
         echo=args.echo,
+        figure_process=True,  # a command-line process: safe to fork (see _figure_worker)
     )
     for issue in result.issues:
         label = "warning" if issue.severity == "issue" else "note"

@@ -9,6 +9,7 @@ constants in :mod:`._data`. Every reason a statistic is blank is also collected 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -67,18 +68,31 @@ class StudyResults:
         return reader_order(first_reads(self.data.readings)["reader"].unique())
 
 
-def compute_study(data: StudyData) -> StudyResults:
+def compute_study(
+    data: StudyData,
+    *,
+    on_partial: Callable[[StudyResults, frozenset[str]], None] | None = None,
+) -> StudyResults:
     """Compute every table of the report from validated inputs.
 
     Parameters
     ----------
     data : StudyData
         From :func:`napari_m1.stats.load_study`.
+    on_partial : callable, optional
+        ``on_partial(results, final)`` is called twice on the way, with the results so
+        far and the names of their tables that are final: first ``per_subject`` and
+        ``diagnostic_accuracy``, then also ``group_comparisons`` and ``correlations``
+        (all but ``agreement``, the slowest: κ bootstrap CIs and ICCs). Tables not
+        final are empty, ``issues`` is filled at the end. The report draws its figures
+        from them meanwhile. The returned results are the same with or without it.
 
     Returns
     -------
     StudyResults
     """
+    import pandas as pd
+
     notes = Notes()
     fr = first_reads(data.readings)
     calls = fr.loc[
@@ -90,22 +104,30 @@ def compute_study(data: StudyData) -> StudyResults:
     for _, row in acc.loc[acc["note"] != ""].iterrows():
         if "undefined" in row["note"]:
             notes.add(NOTE_UNDEFINED, f"{row['reader']}: {row['note']}")
+    res = StudyResults(
+        data=data,
+        subjects=data.clinical.reset_index(),
+        calls=calls.reset_index(drop=True),
+        per_subject=per,
+        diagnostic_accuracy=acc,
+        agreement=pd.DataFrame(),
+        group_comparisons=pd.DataFrame(),
+        correlations=pd.DataFrame(),
+    )
+    final = {"subjects", "per_subject", "diagnostic_accuracy"}
+    if on_partial is not None:
+        on_partial(res, frozenset(final))
     with warnings.catch_warnings():
         # Degenerate cases are caught before calling scipy/statsmodels; anything left is
         # reported through the tables' notes rather than as console noise.
         warnings.simplefilter("ignore", RuntimeWarning)
-        agree = agreement_table(data.readings, per, notes)
-        comp = group_comparison_table(calls, data.clinical, per, notes)
-        corr = correlation_table(data.clinical, per, data.slots, notes)
-    subjects = data.clinical.reset_index()
-    return StudyResults(
-        data=data,
-        subjects=subjects,
-        calls=calls.reset_index(drop=True),
-        per_subject=per,
-        diagnostic_accuracy=acc,
-        agreement=agree,
-        group_comparisons=comp,
-        correlations=corr,
-        issues=[*data.issues, *notes.issues()],
-    )
+        later = Notes()  # merged after the agreement notes: the order of computing them
+        res.group_comparisons = group_comparison_table(calls, data.clinical, per, later)
+        res.correlations = correlation_table(data.clinical, per, data.slots, later)
+        final |= {"group_comparisons", "correlations"}
+        if on_partial is not None:
+            on_partial(res, frozenset(final))
+        res.agreement = agreement_table(data.readings, per, notes)
+    notes.extend(later)
+    res.issues = [*data.issues, *notes.issues()]
+    return res

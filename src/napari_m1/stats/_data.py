@@ -297,6 +297,11 @@ class Notes:
         if code:
             self.items[code].append(item)
 
+    def extend(self, other: Notes) -> None:
+        """Add ``other``'s items after these (as if they had been added here)."""
+        for code, items in other.items.items():
+            self.items[code].extend(items)
+
     def issues(self) -> list[DataIssue]:
         return [
             make_issue("analysis", code, self.LABELS[code].format(n=len(items)), items)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +21,26 @@ if TYPE_CHECKING:
     from ._compute import StudyResults
     from ._data import DataIssue
 
-__all__ = ["FIGURE_NAMES", "MAX_POINTS", "ReportFigure", "render_figures"]
+__all__ = [
+    "FIGURE_NAMES",
+    "FIGURE_TABLES",
+    "MAX_POINTS",
+    "FigureInputs",
+    "ReportFigure",
+    "render_figures",
+]
 
 log = logging.getLogger(__name__)
 
 FIGURE_NAMES = ("group_boxplots", "clinical_scatter", "confusion_matrices", "bland_altman")
+#: The tables of :class:`StudyResults` each figure draws (besides the clinical table),
+#: so that the report can start a figure as soon as its tables are computed.
+FIGURE_TABLES: dict[str, frozenset[str]] = {
+    "group_boxplots": frozenset({"per_subject", "group_comparisons"}),
+    "clinical_scatter": frozenset({"per_subject", "correlations"}),
+    "confusion_matrices": frozenset({"diagnostic_accuracy"}),
+    "bland_altman": frozenset({"per_subject"}),
+}
 
 #: Scatter/strip plots show at most this many points (a fixed-seed random subset);
 #: the statistics are always computed on every subject.
@@ -38,6 +54,38 @@ _LABELS = {
     "dpr": "DPR (ALSFRS-R points/month)",
     "alsfrs_r": "ALSFRS-R (0–48)",
 }
+
+
+@dataclass(frozen=True)
+class FigureInputs:
+    """The tables that the figures draw: a small, picklable part of :class:`StudyResults`.
+
+    Attributes
+    ----------
+    per_subject : pandas.DataFrame or None
+        :attr:`StudyResults.per_subject`.
+    clinical : pandas.DataFrame
+        The validated clinical table (index ``case_id``).
+    diagnostic_accuracy, group_comparisons, correlations : pandas.DataFrame
+        The report tables of the same names (their p-values and ρ go into the titles).
+    """
+
+    per_subject: pd.DataFrame | None
+    clinical: pd.DataFrame
+    diagnostic_accuracy: pd.DataFrame
+    group_comparisons: pd.DataFrame
+    correlations: pd.DataFrame
+
+    @classmethod
+    def of(cls, res: StudyResults) -> FigureInputs:
+        """The figure inputs of computed study results."""
+        return cls(
+            per_subject=res.per_subject,
+            clinical=res.data.clinical,
+            diagnostic_accuracy=res.diagnostic_accuracy,
+            group_comparisons=res.group_comparisons,
+            correlations=res.correlations,
+        )
 
 
 @dataclass(frozen=True)
@@ -122,7 +170,7 @@ def _draw_box(ax: Axes, x: float, values: Any, width: float = 0.5) -> None:
 
 # --------------------------------------------------------------------------- figures
 def group_boxplots(
-    res: StudyResults, *, max_points: int = MAX_POINTS, seed: int = 0
+    res: FigureInputs, *, max_points: int = MAX_POINTS, seed: int = 0
 ) -> ReportFigure | None:
     """Box + strip plots of pooled per-subject thickness and SI, patients vs controls."""
     import numpy as np
@@ -175,12 +223,12 @@ def group_boxplots(
 
 
 def clinical_scatter(
-    res: StudyResults, *, max_points: int = MAX_POINTS, seed: int = 0
+    res: FigureInputs, *, max_points: int = MAX_POINTS, seed: int = 0
 ) -> ReportFigure | None:
     """Thickness and SI vs UMN score, DPR and ALSFRS-R in patients with Spearman ρ."""
     if res.per_subject is None:
         return None
-    clin = res.data.clinical
+    clin = res.clinical
     ps = res.per_subject.loc[
         (res.per_subject["reader"] == "pooled") & (res.per_subject["group"] == "als")
     ]
@@ -223,7 +271,7 @@ def clinical_scatter(
     )
 
 
-def confusion_matrices(res: StudyResults) -> ReportFigure | None:
+def confusion_matrices(res: FigureInputs) -> ReportFigure | None:
     """One 2×2 confusion matrix per reader (clinical group × visual call).
 
     Drawn as blocks of a single image in one Axes: one Axes per reader would cost
@@ -288,7 +336,7 @@ def confusion_matrices(res: StudyResults) -> ReportFigure | None:
 
 
 def bland_altman(
-    res: StudyResults, *, max_points: int = MAX_POINTS, seed: int = 0
+    res: FigureInputs, *, max_points: int = MAX_POINTS, seed: int = 0
 ) -> ReportFigure | None:
     """Bland–Altman plot of the first two readers' per-subject thickness."""
     from ._data import reader_order
@@ -352,24 +400,27 @@ def bland_altman(
 
 
 def render_figures(
-    res: StudyResults,
+    res: StudyResults | FigureInputs,
     *,
     max_points: int = MAX_POINTS,
     seed: int = 0,
     issues: list[DataIssue] | None = None,
+    names: Sequence[str] = FIGURE_NAMES,
 ) -> list[ReportFigure]:
     """Every figure that the data allow, in report order.
 
     Parameters
     ----------
-    res : StudyResults
-        From :func:`napari_m1.stats.compute_study`.
+    res : StudyResults or FigureInputs
+        From :func:`napari_m1.stats.compute_study`, or its :class:`FigureInputs`.
     max_points : int
         Most points drawn per scatter (random subset with ``seed``; statistics use all).
     issues : list of DataIssue, optional
         When given, a figure that cannot be drawn is left out and reported here (one
         line; the traceback goes to the debug log) instead of failing the report: the
         figures illustrate numbers that the tables already hold.
+    names : sequence of str
+        The figures to draw (of :data:`FIGURE_NAMES`; drawn in that order).
 
     Returns
     -------
@@ -378,15 +429,18 @@ def render_figures(
     """
     from ._data import make_issue
 
+    if not isinstance(res, FigureInputs):
+        res = FigureInputs.of(res)
+    draws: dict[str, Callable[[], ReportFigure | None]] = {  # module globals, looked up late
+        "group_boxplots": lambda: group_boxplots(res, max_points=max_points, seed=seed),
+        "clinical_scatter": lambda: clinical_scatter(res, max_points=max_points, seed=seed),
+        "confusion_matrices": lambda: confusion_matrices(res),
+        "bland_altman": lambda: bland_altman(res, max_points=max_points, seed=seed),
+    }
     out = []
-    for name, draw in (
-        ("group_boxplots", lambda: group_boxplots(res, max_points=max_points, seed=seed)),
-        ("clinical_scatter", lambda: clinical_scatter(res, max_points=max_points, seed=seed)),
-        ("confusion_matrices", lambda: confusion_matrices(res)),
-        ("bland_altman", lambda: bland_altman(res, max_points=max_points, seed=seed)),
-    ):
+    for name in [n for n in FIGURE_NAMES if n in names]:
         try:
-            out.append(draw())
+            out.append(draws[name]())
         except Exception as exc:  # reported as a data issue, see the docstring
             if issues is None:
                 raise

@@ -138,6 +138,7 @@ def build_report(
     measurements: str | os.PathLike[str] | None = None,
     echo: int | None = None,
     max_points: int | None = None,
+    figure_process: bool = False,
 ) -> ReportResult:
     """Compute the study statistics and write the report folder.
 
@@ -156,6 +157,10 @@ def build_report(
         1-based GRE echo for normalised SI (default: the last echo in the file).
     max_points : int, optional
         Most points drawn per scatter plot (default :data:`_figures.MAX_POINTS`).
+    figure_process : bool
+        Draw the figures in a forked worker process while this one reads the files and
+        writes the tables (:mod:`._figure_worker`; Linux only, ignored elsewhere). For
+        command-line processes: never from a GUI process. Same figures either way.
 
     Returns
     -------
@@ -167,6 +172,7 @@ def build_report(
         An input file is unusable, or the folder cannot be written.
     """
     from ._compute import compute_study
+    from ._figure_worker import FigureWorker, FigureWorkerError
     from ._figures import FIGURE_NAMES, MAX_POINTS, render_figures
 
     out = Path(out_dir)
@@ -176,27 +182,47 @@ def build_report(
         raise M1Error(f"--echo must be a 1-based echo number (got {echo})")
     if echo is not None and measurements is None:
         raise M1Error("--echo chooses the GRE echo of the measurements: give --measurements too")
-    data = load_study(readings, clinical, measurements, echo=echo)
-    res = compute_study(data)
-    figures = render_figures(res, max_points=max_points or MAX_POINTS, issues=res.issues)
-    issues = res.issues
-    tables: dict[str, pd.DataFrame] = {
-        "diagnostic_accuracy": res.diagnostic_accuracy,
-        "agreement": res.agreement,
-        "group_comparisons": res.group_comparisons,
-        "correlations": res.correlations,
-        "subjects": res.subjects,
-        "data_issues": _issues_frame(issues),
-    }
-    if res.per_subject is not None:
-        tables["per_subject"] = res.per_subject
-    mrsi = None
-    if measurements is not None:
-        from ._mrsi import mrsi_qc_table
+    max_points = max_points or MAX_POINTS
+    # Started before the files are read: it loads matplotlib meanwhile.
+    use_worker = figure_process and FigureWorker.available()
+    worker = FigureWorker(max_points=max_points) if use_worker else None
+    try:
+        data = load_study(readings, clinical, measurements, echo=echo)
+        if worker is not None:  # each figure drawn once its tables are final
+            res = compute_study(data, on_partial=worker.draw_ready)
+        else:
+            res = compute_study(data)
+            figures = render_figures(res, max_points=max_points, issues=res.issues)
+        tables: dict[str, pd.DataFrame] = {
+            "diagnostic_accuracy": res.diagnostic_accuracy,
+            "agreement": res.agreement,
+            "group_comparisons": res.group_comparisons,
+            "correlations": res.correlations,
+            "subjects": res.subjects,
+        }
+        if res.per_subject is not None:
+            tables["per_subject"] = res.per_subject
+        mrsi = None
+        if measurements is not None:
+            from ._mrsi import mrsi_qc_table
 
-        mrsi = mrsi_qc_table(measurements, data, [])  # case matching: reported above
-        if mrsi is not None:
-            tables["mrsi_qc"] = mrsi
+            mrsi = mrsi_qc_table(measurements, data, [])  # case matching: reported above
+            if mrsi is not None:
+                tables["mrsi_qc"] = mrsi
+        csv = {name: table_to_csv(df) for name, df in tables.items()}
+        if worker is not None:
+            try:
+                figures, figure_issues = worker.result(res)
+                res.issues.extend(figure_issues)
+            except FigureWorkerError as exc:
+                log.warning("%s; drawing the figures in this process", exc)
+                figures = render_figures(res, max_points=max_points, issues=res.issues)
+    finally:
+        if worker is not None:
+            worker.close()
+    issues = res.issues
+    tables["data_issues"] = _issues_frame(issues)
+    csv["data_issues"] = table_to_csv(tables["data_issues"])
     text = render_html(res, figures, issues=issues, mrsi=mrsi)
 
     result = ReportResult(out_dir=out, html=out / "report.html", issues=issues, results=res)
@@ -204,7 +230,7 @@ def build_report(
         for name in TABLE_FILES:
             if name in tables:
                 path = out / "tables" / TABLE_FILES[name]
-                atomic_write_text(path, table_to_csv(tables[name]))
+                atomic_write_text(path, csv[name])
                 result.tables[name] = path
         for fig in figures:
             path = out / "figures" / f"{fig.name}.png"
