@@ -2,7 +2,9 @@
 
 Run (after `bash scripts/test.sh` has set up .venv):
 
-    xvfb-run -a .venv/bin/python benchmarks/bench_reader.py [--cases 5] [--slices 60]
+    .venv/bin/python benchmarks/bench_reader.py [--cases 5] [--slices 60]
+
+(a 1920x1080 virtual display is started when there is no DISPLAY).
 
 A real napari window with the Reader session, M1 annotation and M1 measurements docks
 and a one-reader study of ALS phantom cases (GRE 448x448xS x 2 echoes, QSM, 4 MRSI
@@ -30,9 +32,21 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+
+def _display() -> object | None:
+    """A 1920x1080x24 virtual display when none is set (as bench_gui)."""
+    if os.environ.get("DISPLAY") or sys.platform != "linux":
+        return None
+    from pyvirtualdisplay import Display
+
+    d = Display(visible=False, size=(1920, 1080), color_depth=24)
+    d.start()
+    return d
 
 
 def _study(root: Path, n: int, slices: int) -> Path:
@@ -140,6 +154,7 @@ def main() -> int:
     ap.add_argument("--dwell", type=float, default=4.0, help="seconds on each case")
     args = ap.parse_args()
     os.environ.setdefault("QT_API", "pyqt6")
+    display = _display()
     import napari
     from qtpy.QtWidgets import QApplication
 
@@ -149,6 +164,7 @@ def main() -> int:
     base_name = "baseline (GUI thread, new layers)"
     for name, block in ((base_name, True), ("napari-m1", False)):
         viewer = napari.Viewer(show=True)
+        viewer.window._qt_window.resize(1920, 1080)
         app = QApplication.instance()
         _, rw = viewer.window.add_plugin_dock_widget("napari-m1", "Reader session")
         viewer.window.add_plugin_dock_widget("napari-m1", "M1 annotation")
@@ -156,6 +172,8 @@ def main() -> int:
         rw._reuse_layers = not block  # the baseline removes and adds layers, as before
         res[name] = _changes(app, viewer, rw, study, block=block, dwell=args.dwell, floor=floor)
         viewer.close()
+    if display is not None:
+        display.stop()
     print(
         f"{args.cases} cases, {args.slices} slices, {args.dwell:.0f} s on each case; "
         f"load average {os.getloadavg()[0]:.1f}"

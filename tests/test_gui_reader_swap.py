@@ -121,3 +121,41 @@ def test_swapped_case_is_the_case_added_anew(make_napari_viewer, mixed_study, qt
         diff = np.abs(screen.astype(int) - again.astype(int))[:-60]
         assert diff.max() <= 2
     assert reused > 0  # at least one case change swapped data into the layers shown
+
+
+def test_case_change_draws_the_new_case_once_complete(make_napari_viewer, mixed_study, qtbot):
+    """The canvas keeps the previous frame while a case is swapped in: no frame ever
+    shows a half-swapped mix of two cases, and the complete case is drawn after. A step
+    that fails releases the canvas (never left frozen) and the dock is usable again."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1400, 900)
+    _, rw = viewer.window.add_plugin_dock_widget("napari-m1", "Reader session")
+    viewer.window.add_plugin_dock_widget("napari-m1", "M1 annotation")
+    canvas = viewer.window._qt_viewer.canvas
+    during_swap: list[bool] = []
+    canvas._scene_canvas.events.draw.connect(lambda e: during_swap.append(rw._adding))
+    with qtbot.waitSignal(rw.case_opened, timeout=60_000):
+        rw.start(mixed_study, "R1")
+    qtbot.waitUntil(lambda: not rw.loading and canvas.native.updatesEnabled(), timeout=60_000)
+    for _ in range(2):
+        during_swap.clear()
+        with qtbot.waitSignal(rw.case_opened, timeout=60_000):
+            rw.go(+1)
+        qtbot.waitUntil(
+            lambda: canvas.native.updatesEnabled() and bool(during_swap), timeout=10_000
+        )
+        qtbot.wait(50)
+        assert during_swap and not any(during_swap), during_swap
+    # a failing step (a bug): logged, said in the dock, the canvas released, not busy
+    rw.go(-1)
+
+    def boom(*_a):
+        raise RuntimeError("planted failure")
+
+    rw._finish_attach = boom
+    qtbot.waitUntil(lambda: not rw.loading, timeout=60_000)
+    qtbot.wait(50)
+    assert "planted failure" in rw.message_label.text()
+    assert canvas.native.updatesEnabled()
+    assert rw.start_button.isEnabled() and not rw.progress.isVisible()
+    rw.close_session()

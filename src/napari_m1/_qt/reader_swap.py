@@ -114,24 +114,63 @@ class CaseSwapMixin:
             return
         self._adding = True
         self._set_busy(True)
+        # The canvas keeps the previous case's frame until the new one is complete and
+        # draws it once (a half-swapped mix of two cases is never shown, and the steps
+        # do not each pay a full canvas repaint); the dock's progress bar moves meanwhile.
+        # (The release is the last step, after the form: a swap started meanwhile by a
+        # quick Next keeps its own hold.)
+        self._swap_serial = serial = getattr(self, "_swap_serial", 0) + 1
+        self._hold_canvas(True)
+        steps.append(lambda: serial == self._swap_serial and self._hold_canvas(False))
         n = len(steps)
 
         def run_next() -> None:
             if self.reader_ctl.session is None:  # the session was closed meanwhile
                 self._adding = False
+                self._hold_canvas(False)
                 return
             step = steps.pop(0)
-            if not steps:  # the case is on screen: the dock is no longer busy
+            if len(steps) == 1:  # the case is complete: the dock is no longer busy
                 self._adding = False
                 self._set_busy(False)
             t0 = time.perf_counter()
-            step()
+            try:
+                step()
+            except Exception as exc:  # a bug, not bad input: logged, said, never frozen
+                log.exception("case swap step %d/%d failed", n - len(steps), n)
+                steps.clear()
+                self._adding = False
+                self._hold_canvas(False)
+                self.reader_ctl.failed(f"Could not show the case: {type(exc).__name__}: {exc}")
+                self._set_busy(False)
+                return
             ms = (time.perf_counter() - t0) * 1e3
             log.debug("case swap step %d/%d: %.0f ms", n - len(steps), n, ms)
             if steps:
                 QTimer.singleShot(1, run_next)
 
         QTimer.singleShot(0, run_next)
+
+    def _hold_canvas(self, hold: bool) -> None:
+        """Keep the canvas's last frame on screen (``hold``) or draw it again: Qt
+        ignores repaint requests of a widget whose updates are disabled, and enabling
+        them requests one repaint.
+
+        Before the release, napari's per-draw bookkeeping (camera sync, each layer's
+        scale factor, e.g. the ROI labels' size for the new zoom) runs once here, so
+        the first frame is final and is not followed at once by a second draw."""
+        from .workstation import _private
+
+        canvas = getattr(
+            _private(getattr(self.viewer, "window", None), "_qt_viewer"), "canvas", None
+        )
+        native = getattr(canvas, "native", None)
+        if native is None or native.updatesEnabled() != hold:
+            return
+        if not hold:
+            with contextlib.suppress(Exception):  # napari's private hook; only an optimisation
+                canvas.on_draw(None)
+        native.setUpdatesEnabled(not hold)
 
     def _finish_view(self, added: list[Any]) -> None:
         """The new case's view: middle slice of echo 1, the GRE selected, orientation."""
