@@ -8,8 +8,9 @@ reads the CSV files, then draws each figure as soon as the tables it shows are f
 computes the other tables (agreement last: no figure needs it) and writes them. The PNG
 bytes are the same as those drawn in-process (same code, same matplotlib, same fonts).
 
-The fork happens before the CSV files are read (the child starts small) and is used
-only by the command line: forking a GUI process (napari, Qt threads) is not safe, so
+The fork happens before the CSV files are read, after pandas is imported (the child
+inherits it instead of importing it again). Only the command line uses the worker:
+forking a GUI process (napari, Qt threads) is not safe, so
 :func:`napari_m1.stats.build_report` draws in-process unless asked. If the worker
 fails in any way (killed, cannot pickle, a bug), :meth:`FigureWorker.result` raises
 :class:`FigureWorkerError` and the report draws the figures in-process instead.
@@ -42,7 +43,7 @@ def _warm_up() -> None:
     """Import matplotlib and pandas and draw a tiny figure with text (fonts, PNG encoder)."""
     import io
 
-    import pandas  # noqa: F401  (unpickling the inputs needs it)
+    import pandas  # noqa: F401  (unpickling the inputs needs it; normally inherited)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -102,6 +103,8 @@ class FigureWorker:
 
     def __init__(self, *, max_points: int, seed: int = 0) -> None:
         import multiprocessing
+
+        import pandas  # noqa: F401  (the report needs it; imported once, for both processes)
 
         ctx = multiprocessing.get_context("fork")
         for stream in (sys.stdout, sys.stderr):  # a child must not repeat buffered text

@@ -121,7 +121,8 @@ def _new_figure(width: float, height: float, layout: str | None = None) -> Figur
 
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
+    # zlib level 3: the same pixels, ~2x faster to encode than the default 6, files ±5 %
+    fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 3})
     return buf.getvalue()
 
 
