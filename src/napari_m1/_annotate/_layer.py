@@ -145,7 +145,12 @@ class AnnotationLayer:
         self._inv = np.linalg.inv(self.ras_affine)
         scale, translate = tuple(ref.scale[-3:]), tuple(ref.translate[-3:])
         if self.layer is not None and self.layer in self.viewer.layers:
-            self.layer.scale, self.layer.translate = scale, translate
+            # only when the grid changed: each assignment re-slices the layer and updates
+            # the dims and the layer list (a case change on the same grid costs nothing)
+            if not np.array_equal(self.layer.scale, scale):
+                self.layer.scale = scale
+            if not np.array_equal(self.layer.translate, translate):
+                self.layer.translate = translate
             self.layer.metadata[METADATA_KEY]["protocol"] = protocol_id
             return self.layer
         import pandas as pd
@@ -226,8 +231,10 @@ class AnnotationLayer:
             types.append(t)
         self._syncing = True
         try:
-            self.layer.selected_data = set()
-            self.layer.data = []
+            if self.layer.selected_data:
+                self.layer.selected_data = set()
+            if len(self.layer.data):  # emptying an empty layer still re-slices it
+                self.layer.data = []
             if data:
                 self.layer.add(
                     data,

@@ -5,7 +5,7 @@ changes what the viewer shows at a case change. The image layers of the case sho
 are reused (the new volumes are swapped into them, :func:`~napari_m1._viewer.swap_layer`),
 the contrast limits come precomputed from the loader thread, and the remaining work
 runs as a queue of short steps, one per event-loop turn, so the window keeps
-drawing and answering. Only the case after the next is read meanwhile (prefetch).
+drawing and answering. The case after the next is read (prefetched) once the swap is done.
 """
 
 from __future__ import annotations
@@ -93,11 +93,7 @@ class CaseSwapMixin:
         pairs = list(zip(old[:n_reuse], todo[:n_reuse], strict=True))
         # One layer per step: the visible ones first (the picture the reader waits for).
         pairs.sort(key=lambda p: not p[1][1].get("visible", True))
-        steps: list[Any] = [
-            # the case after this one starts loading now, while this one is swapped in
-            functools.partial(self.reader_ctl.prefetch_next, pseudonym),
-            functools.partial(self._detach_case, keep_layer=n_reuse > 0),
-        ]
+        steps: list[Any] = [functools.partial(self._detach_case, keep_layer=n_reuse > 0)]
         steps += [functools.partial(self._remove_layer, ly) for ly in old[n_reuse:]]
         if not self._reuse_layers:  # the annotation layer and any other napari-m1 layer
             steps += [functools.partial(self._remove_layer, ly) for ly in m1_layers(self.viewer)]
@@ -108,10 +104,14 @@ class CaseSwapMixin:
             lambda: self._finish_attach(pseudonym),
             lambda: self._finish_show(pseudonym, case),
         ]
+        # the case after this one starts loading once this one is on screen (a loader
+        # thread running during the swap slows the GUI thread's steps and frame)
+        prefetch = functools.partial(self.reader_ctl.prefetch_next, pseudonym)
         if block:
-            for step in steps:
+            for step in [*steps, prefetch]:
                 step()
             return
+        last = steps[-1]
         self._adding = True
         self._set_busy(True)
         # The canvas keeps the previous case's frame until the new one is complete and
@@ -122,6 +122,7 @@ class CaseSwapMixin:
         self._swap_serial = serial = getattr(self, "_swap_serial", 0) + 1
         self._hold_canvas(True)
         steps.append(lambda: serial == self._swap_serial and self._hold_canvas(False))
+        steps.append(prefetch)
         n = len(steps)
 
         def run_next() -> None:
@@ -130,7 +131,7 @@ class CaseSwapMixin:
                 self._hold_canvas(False)
                 return
             step = steps.pop(0)
-            if len(steps) == 1:  # the case is complete: the dock is no longer busy
+            if step is last:  # the case is complete: the dock is no longer busy
                 self._adding = False
                 self._set_busy(False)
             t0 = time.perf_counter()

@@ -104,6 +104,11 @@ class ReaderWidget(CaseSwapMixin, QWidget):
         self.progress.setRange(0, 0)  # busy
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(8)
+        # its room is kept while hidden: showing it at a case change must not re-lay out
+        # the window (that resizes and redraws the canvas: ~60 ms under software GL)
+        policy = self.progress.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.progress.setSizePolicy(policy)
         self.progress.hide()
 
         self.groups: dict[str, QButtonGroup] = {}
