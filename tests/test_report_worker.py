@@ -170,3 +170,27 @@ def test_command_draws_its_figures_in_another_process(tmp_path):
     )
     assert res.stdout.splitlines()[-1] == "False"
     assert len(list((out / "figures").glob("*.png"))) == 4
+
+
+def test_worker_exits_quietly_when_the_report_is_gone(tmp_path):
+    """The command killed while the worker draws: the worker finds nobody to send the
+    figures to and exits without a traceback."""
+    paths = _notes_study(tmp_path / "in")
+    code = (
+        "import os\n"
+        "from napari_m1.stats import compute_study, load_study\n"
+        "from napari_m1.stats._figure_worker import FigureWorker\n"
+        f"data = load_study({str(paths['readings'])!r}, {str(paths['clinical'])!r}, "
+        f"{str(paths['measurements'])!r})\n"
+        "res = compute_study(data)\n"
+        "worker = FigureWorker(max_points=100)\n"
+        "worker.draw_ready(res, frozenset({'per_subject', 'diagnostic_accuracy', "
+        "'group_comparisons', 'correlations'}))\n"
+        "print('asked', flush=True)\n"
+        "os._exit(0)  # gone, like a killed process: nothing closed, nothing reaped\n"
+    )
+    # run() returns when every holder of the output pipes (the worker too) has exited
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0
+    assert res.stdout.splitlines() == ["asked"]
+    assert res.stderr == ""

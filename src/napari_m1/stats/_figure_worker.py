@@ -84,7 +84,10 @@ def _serve(conn: Connection, parent_end: Connection) -> None:
             conn.send(("ok", drawn))
         except BaseException as exc:  # reported to the parent, which draws in-process
             why = (str(exc).strip().splitlines() or [""])[0]
-            conn.send(("error", f"{type(exc).__name__}: {why}" if why else type(exc).__name__))
+            try:
+                conn.send(("error", f"{type(exc).__name__}: {why}" if why else type(exc).__name__))
+            except OSError:  # the parent is gone: nobody to tell
+                pass
             return
 
 
@@ -108,7 +111,8 @@ class FigureWorker:
 
         ctx = multiprocessing.get_context("fork")
         for stream in (sys.stdout, sys.stderr):  # a child must not repeat buffered text
-            stream.flush()
+            if stream is not None:
+                stream.flush()
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(
             target=_serve, args=(child, self._conn), name="napari-m1-figures", daemon=True
@@ -124,11 +128,14 @@ class FigureWorker:
 
     @staticmethod
     def available() -> bool:
-        """True where a worker can be forked (Linux)."""
+        """True where a worker can be forked: Linux, and not inside a daemonic process
+        (which may not have children)."""
         import multiprocessing
 
-        return sys.platform.startswith("linux") and (
-            "fork" in multiprocessing.get_all_start_methods()
+        return (
+            sys.platform.startswith("linux")
+            and "fork" in multiprocessing.get_all_start_methods()
+            and not multiprocessing.current_process().daemon
         )
 
     def draw_ready(self, partial: StudyResults, final: frozenset[str]) -> None:
