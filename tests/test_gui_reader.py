@@ -424,3 +424,59 @@ def test_study_setting_hides_live_numbers_from_the_reader(
     assert mw.hide_numbers is hidden
     rw.close_session()
     assert mw.hide_numbers is False
+
+
+def test_reader_layout_fits_1920x1080(make_napari_viewer, study_cases, tmp_path, qtbot, shots):
+    """The reader's layout -- the Reader session dock beside the M1 workstation -- fits a
+    1920x1080 screen: the form, Submit/Next, the annotation buttons, the checklist, the
+    sliders and the status bar all on screen without scrolling; the GRE is selected."""
+    from qtpy.QtCore import QPoint
+
+    study = _new_study(study_cases, tmp_path)
+    viewer = make_napari_viewer(show=True)
+    _, rw = viewer.window.add_plugin_dock_widget("napari-m1", "Reader session")
+    _, ws = viewer.window.add_plugin_dock_widget("napari-m1", "M1 workstation")
+    win = viewer.window._qt_window
+    win.resize(1920, 1080)
+    assert win.minimumSizeHint().height() <= 1080, win.minimumSizeHint()
+    _start(rw, qtbot, study, "R1")
+    qtbot.waitUntil(lambda: not rw.loading, timeout=60_000)
+    assert (win.width(), win.height()) == (1920, 1080)
+    aw = ws.annotation
+    p = rw.pseudonym
+    truth = _truth_of(study, "R1", p)
+    answers = {"hypointensity": 1, "thinning": 1, "als_consistent": 1, "confidence": 4}
+    for field, value in answers.items():
+        qtbot.mouseClick(rw.groups[field].button(value), Qt.MouseButton.LeftButton)
+    assert {k: rw.reader_ctl.answers()[k] for k in answers} == answers
+    ctl = aw.ctl
+    hand = next(r for r in truth["regions"] if r["area"] == "hand" and r["hemisphere"] == "L")
+    ctl.place_roi_at(ctl.ras_to_world(hand["centre_ras_mm"]), slot="L_hand_roi")
+    p1, p2 = hand["caliper_ras_mm"]
+    ctl.place_caliper(ctl.ras_to_world(p1), ctl.ras_to_world(p2), slot="L_hand_caliper")
+    qtbot.wait(200)
+
+    def on_screen(w) -> bool:
+        if not w.isVisible():
+            return False
+        c = w.mapTo(win, QPoint(w.width() // 2, w.height() // 2))
+        return win.rect().contains(c)
+
+    needed = {
+        "Submit": rw.submit_button,
+        "Next": rw.next_button,
+        "form": rw.form_box,
+        "Place": aw.place_button,
+        "Next missing": aw.next_button,
+        "Undo": aw.undo_button,
+        "summary": ws.measurements.summary,
+    }
+    needed.update({f"{f} answer": g.button(1) for f, g in rw.groups.items()})
+    viewer.window.screenshot(str(shots / "reader-session.png"), canvas_only=False)
+    off = [name for name, w in needed.items() if not on_screen(w)]
+    assert off == [], f"not visible at 1920x1080: {off}"
+    sliders = [s for s in viewer.window._qt_viewer.dims.slider_widgets if s.isVisible()]
+    assert len(sliders) == 2 and all(on_screen(s) for s in sliders)
+    assert viewer.layers.selection.active.name == "GRE magnitude"
+    viewer.window.screenshot(str(shots / "reader-session.png"), canvas_only=False)
+    rw.close_session()

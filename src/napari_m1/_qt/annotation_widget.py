@@ -126,7 +126,7 @@ class AnnotationWidget(QWidget):
         self.save_button = QPushButton("Save annotations as…")
         self.open_button = QPushButton("Open annotations…")
 
-        form = QFormLayout()
+        form = self._form = QFormLayout()
         form.addRow("Protocol", self.protocol_box)
         form.addRow("Reader", self.reader_edit)
         form.addRow("ROI area", self.area_spin)
@@ -313,6 +313,11 @@ class AnnotationWidget(QWidget):
             self.reader_edit.setText(ctl.reader)
         for w in (self.protocol_box, self.reader_edit, self.save_button, self.open_button):
             w.setEnabled(not in_study)  # a study fixes protocol, reader and storage
+        # ... and the Reader session dock names them: less height in a study
+        self._form.setRowVisible(self.protocol_box, not in_study)
+        self._form.setRowVisible(self.reader_edit, not in_study)
+        self.save_button.setVisible(not in_study)
+        self.open_button.setVisible(not in_study)
         self.place_button.blockSignals(True)
         self.place_button.setChecked(ctl.placing)
         self.place_button.blockSignals(False)

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -92,7 +93,7 @@ class ReaderWidget(CaseSwapMixin, QWidget):
         self.study_edit.setPlaceholderText("study folder")
         self.browse_button = QPushButton("Browse…")
         self.reader_edit = QLineEdit()
-        self.reader_edit.setPlaceholderText("your reader id, e.g. R1")
+        self.reader_edit.setPlaceholderText("reader id, e.g. R1")
         self.start_button = QPushButton("Start / resume")
         self.header = QLabel("No session")
         self.header.setStyleSheet("font-weight: bold; font-size: 14px")
@@ -137,7 +138,7 @@ class ReaderWidget(CaseSwapMixin, QWidget):
         g.idClicked.connect(functools.partial(self._on_answer, "confidence"))
         self.comment = QPlainTextEdit()
         self.comment.setPlaceholderText("comment (optional)")
-        self.comment.setMaximumHeight(70)
+        self.comment.setMaximumHeight(48)
         form.addRow("Comment", self.comment)
         self._comment_timer = QTimer(self)
         self._comment_timer.setSingleShot(True)
@@ -150,26 +151,28 @@ class ReaderWidget(CaseSwapMixin, QWidget):
         self.submit_button = QPushButton("Submit case")
         self.next_button = QPushButton("Next ▶")
 
-        top = QHBoxLayout()
-        top.addWidget(self.study_edit)
+        top = QHBoxLayout()  # one row: study, reader, start (height for the workstation)
+        top.addWidget(self.study_edit, 3)
         top.addWidget(self.browse_button)
-        who = QHBoxLayout()
-        who.addWidget(self.reader_edit)
-        who.addWidget(self.start_button)
+        top.addWidget(self.reader_edit, 1)
+        top.addWidget(self.start_button)
         nav = QHBoxLayout()
         nav.addWidget(self.prev_button)
         nav.addWidget(self.submit_button)
         nav.addWidget(self.next_button)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
-        lay.addLayout(who)
         lay.addWidget(self.header)
-        lay.addWidget(self.state_label)
-        lay.addWidget(self.progress)
+        state = QHBoxLayout()  # the busy bar beside the state line, not a row of its own
+        state.addWidget(self.state_label, 3)
+        state.addWidget(self.progress, 1)
+        lay.addLayout(state)
         lay.addWidget(self.message_label)
         lay.addWidget(form_box)
         lay.addLayout(nav)
         lay.addStretch(1)
+        # no taller than its content: the M1 workstation docked below gets the rest
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
         self.browse_button.clicked.connect(self._on_browse)
         self.start_button.clicked.connect(lambda: self.start())

@@ -123,7 +123,14 @@ class WorkstationWidget(QWidget):
         if not self.annotation.ctl.has_case:
             self.tabs.setCurrentIndex(1)  # open a case first
         self.case.case_loaded.connect(lambda _label: self.tabs.setCurrentIndex(0))
+        # a case put on screen by another dock (the Reader session): annotate it
+        self.annotation.ctl.case_changed.connect(self._on_case_changed)
         self.positions = PositionLabels(napari_viewer, self.tools)
+
+
+    def _on_case_changed(self) -> None:
+        if self.annotation.ctl.has_case and self.tabs.currentIndex() == 1:
+            self.tabs.setCurrentIndex(0)
 
 
 def _compact(widget: QWidget) -> None:
