@@ -127,7 +127,6 @@ class WorkstationWidget(QWidget):
         self.annotation.ctl.case_changed.connect(self._on_case_changed)
         self.positions = PositionLabels(napari_viewer, self.tools)
 
-
     def _on_case_changed(self) -> None:
         if self.annotation.ctl.has_case and self.tabs.currentIndex() == 1:
             self.tabs.setCurrentIndex(0)
