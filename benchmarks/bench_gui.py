@@ -37,16 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _display() -> object | None:
-    if os.environ.get("DISPLAY") or sys.platform != "linux":
-        return None
-    from pyvirtualdisplay import Display
-
-    d = Display(visible=False, size=(1920, 1080), color_depth=24)
-    d.start()
-    return d
+from _display import virtual_display
 
 
 class Clock:
@@ -237,7 +228,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rois", type=int, default=100)
     args = ap.parse_args()
-    display = _display()
+    display = virtual_display()
     os.environ.setdefault("NAPARI_M1_DATA_DIR", tempfile.mkdtemp(prefix="m1-bench-user-"))
     import json
 

@@ -34,21 +34,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def _display() -> object | None:
-    """A 1920x1080x24 virtual display when none is set (as bench_gui)."""
-    if os.environ.get("DISPLAY") or sys.platform != "linux":
-        return None
-    from pyvirtualdisplay import Display
-
-    d = Display(visible=False, size=(1920, 1080), color_depth=24)
-    d.start()
-    return d
+from _display import virtual_display
 
 
 def _study(root: Path, n: int, slices: int) -> Path:
@@ -156,7 +146,7 @@ def main() -> int:
     ap.add_argument("--dwell", type=float, default=4.0, help="seconds on each case")
     args = ap.parse_args()
     os.environ.setdefault("QT_API", "pyqt6")
-    display = _display()
+    display = virtual_display()
     import napari
     from qtpy.QtWidgets import QApplication
 

@@ -27,22 +27,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _display() -> object | None:
-    if os.environ.get("DISPLAY") or sys.platform != "linux":
-        return None
-    from pyvirtualdisplay import Display
-
-    d = Display(visible=False, size=(1920, 1080), color_depth=24)
-    d.start()
-    return d
+from _display import virtual_display
 
 
 def _ms(xs: list[float]) -> str:
@@ -55,7 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--moves", type=int, default=60)
     args = ap.parse_args()
-    display = _display()
+    display = virtual_display()
     import napari
     import nibabel as nib
     from qtpy.QtCore import QEvent, QPointF, Qt
