@@ -426,25 +426,31 @@ def test_study_setting_hides_live_numbers_from_the_reader(
     assert mw.hide_numbers is False
 
 
-def test_reader_layout_fits_1920x1080(make_napari_viewer, study_cases, tmp_path, qtbot, shots):
-    """The reader's layout -- the Reader session dock beside the M1 workstation -- fits a
-    1920x1080 screen: the form, Submit/Next, the annotation buttons, the checklist, the
-    sliders and the status bar all on screen without scrolling; the GRE is selected."""
+@pytest.mark.parametrize("screen", [(1920, 1080), (1366, 768)], ids=["1920x1080", "1366x768"])
+def test_reader_layout_fits_the_screen(
+    make_napari_viewer, study_cases, tmp_path, qtbot, shots, screen
+):
+    """The reader's layout -- the Reader session dock beside the M1 workstation -- fits
+    the screen: at 1920x1080 the form, Submit/Next, the annotation buttons, the summary
+    and the sliders are all on screen without scrolling; at 1366x768 the session dock is
+    whole and the workstation's parts are reached by scrolling its tab. The GRE is the
+    selected layer."""
     from qtpy.QtCore import QPoint
+    from qtpy.QtWidgets import QScrollArea
 
+    w, h = screen
     study = _new_study(study_cases, tmp_path)
     viewer = make_napari_viewer(show=True)
     _, rw = viewer.window.add_plugin_dock_widget("napari-m1", "Reader session")
     _, ws = viewer.window.add_plugin_dock_widget("napari-m1", "M1 workstation")
     win = viewer.window._qt_window
-    win.resize(1920, 1080)
-    assert win.minimumSizeHint().height() <= 1080, win.minimumSizeHint()
+    win.resize(w, h)
+    assert win.minimumSizeHint().height() <= h, win.minimumSizeHint()
     _start(rw, qtbot, study, "R1")
     qtbot.waitUntil(lambda: not rw.loading, timeout=60_000)
-    assert (win.width(), win.height()) == (1920, 1080)
+    assert (win.width(), win.height()) == (w, h)
     aw = ws.annotation
-    p = rw.pseudonym
-    truth = _truth_of(study, "R1", p)
+    truth = _truth_of(study, "R1", rw.pseudonym)
     answers = {"hypointensity": 1, "thinning": 1, "als_consistent": 1, "confidence": 4}
     for field, value in answers.items():
         qtbot.mouseClick(rw.groups[field].button(value), Qt.MouseButton.LeftButton)
@@ -456,27 +462,45 @@ def test_reader_layout_fits_1920x1080(make_napari_viewer, study_cases, tmp_path,
     ctl.place_caliper(ctl.ras_to_world(p1), ctl.ras_to_world(p2), slot="L_hand_caliper")
     qtbot.wait(200)
 
-    def on_screen(w) -> bool:
-        if not w.isVisible():
-            return False
-        c = w.mapTo(win, QPoint(w.width() // 2, w.height() // 2))
-        return win.rect().contains(c)
+    def scroll_area(wdg):
+        p = wdg.parent()
+        while p is not None and not isinstance(p, QScrollArea):
+            p = p.parent()
+        return p
 
-    needed = {
-        "Submit": rw.submit_button,
-        "Next": rw.next_button,
-        "form": rw.form_box,
+    def on_screen(wdg) -> bool:
+        if not wdg.isVisible():
+            return False
+        c = wdg.mapTo(win, QPoint(wdg.width() // 2, wdg.height() // 2))
+        if not win.rect().contains(c):
+            return False
+        area = scroll_area(wdg)
+        if area is None:
+            return True
+        vp = area.viewport()
+        return vp.rect().contains(wdg.mapTo(vp, QPoint(wdg.width() // 2, wdg.height() // 2)))
+
+    session = {"Submit": rw.submit_button, "Next": rw.next_button, "form": rw.form_box}
+    session.update({f"{f} answer": g.button(1) for f, g in rw.groups.items()})
+    workstation = {
         "Place": aw.place_button,
         "Next missing": aw.next_button,
         "Undo": aw.undo_button,
         "summary": ws.measurements.summary,
     }
-    needed.update({f"{f} answer": g.button(1) for f, g in rw.groups.items()})
-    viewer.window.screenshot(str(shots / "reader-session.png"), canvas_only=False)
-    off = [name for name, w in needed.items() if not on_screen(w)]
-    assert off == [], f"not visible at 1920x1080: {off}"
+    viewer.window.screenshot(str(shots / f"reader-session-{w}x{h}.png"), canvas_only=False)
+    off = [n for n, wdg in session.items() if not on_screen(wdg)]
+    assert off == [], f"session dock not whole at {w}x{h}: {off}"
+    off = [n for n, wdg in workstation.items() if not on_screen(wdg)]
+    if w == 1920:
+        assert off == [], f"not visible at 1920x1080: {off}"
+    for name, wdg in workstation.items():  # smaller screens: a scroll, nothing lost
+        area = scroll_area(wdg)
+        if area is not None:
+            area.ensureWidgetVisible(wdg)
+            qtbot.wait(20)
+        assert on_screen(wdg), name
     sliders = [s for s in viewer.window._qt_viewer.dims.slider_widgets if s.isVisible()]
     assert len(sliders) == 2 and all(on_screen(s) for s in sliders)
     assert viewer.layers.selection.active.name == "GRE magnitude"
-    viewer.window.screenshot(str(shots / "reader-session.png"), canvas_only=False)
     rw.close_session()
