@@ -39,6 +39,9 @@ from pathlib import Path
 import numpy as np
 from _display import virtual_display
 
+# the GUI tests' canvas input helpers (tests/canvas_input.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 
 class Clock:
     """Times an action to the end of the next canvas draw."""
@@ -77,19 +80,17 @@ class Mouse:
 
     def __init__(self, viewer) -> None:
         self.viewer = viewer
-        self.canvas = viewer.window._qt_viewer.canvas
 
     def xy(self, world3) -> tuple[float, float]:
-        w = np.r_[[0.0] * (self.viewer.dims.ndim - 3), world3]
-        view = self.canvas.view
-        disp = self.viewer.dims.displayed
-        x, y = (view.transform * view.scene.transform).map([w[disp[1]], w[disp[0]]])[:2]
-        return round(float(x)), round(float(y))
+        from canvas_input import canvas_xy
+
+        x, y = canvas_xy(self.viewer, world3)
+        return round(x), round(y)
 
     def send(self, kind: str, x: float, y: float) -> None:
-        from qtpy.QtCore import QEvent, QPointF, Qt
-        from qtpy.QtGui import QMouseEvent
-        from qtpy.QtWidgets import QApplication
+        from qtpy.QtCore import QEvent, Qt
+
+        from canvas_input import send_mouse
 
         typ, buttons = {
             "press": (QEvent.Type.MouseButtonPress, Qt.MouseButton.LeftButton),
@@ -97,15 +98,7 @@ class Mouse:
             "hover": (QEvent.Type.MouseMove, Qt.MouseButton.NoButton),
             "release": (QEvent.Type.MouseButtonRelease, Qt.MouseButton.NoButton),
         }[kind]
-        ev = QMouseEvent(
-            typ,
-            QPointF(x, y),
-            QPointF(x, y),
-            Qt.MouseButton.LeftButton,
-            buttons,
-            Qt.KeyboardModifier.NoModifier,
-        )
-        QApplication.sendEvent(self.canvas.native, ev)
+        send_mouse(self.viewer, typ, x, y, Qt.MouseButton.LeftButton, buttons)
 
 
 def open_everything(case_dir: Path):

@@ -27,12 +27,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from _display import virtual_display
+
+# the GUI tests' canvas input helpers (tests/canvas_input.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def _ms(xs: list[float]) -> str:
@@ -48,10 +52,10 @@ def main() -> None:
     display = virtual_display()
     import napari
     import nibabel as nib
-    from qtpy.QtCore import QEvent, QPointF, Qt
-    from qtpy.QtGui import QMouseEvent
+    from qtpy.QtCore import QEvent, Qt
     from qtpy.QtWidgets import QApplication
 
+    from canvas_input import canvas_xy, send_mouse
     from napari_m1._mrsi_view import get_mrsi_view
     from napari_m1._viewer import camera_of, reference_layer
     from napari_m1.geometry import ras_to_world
@@ -101,18 +105,8 @@ def main() -> None:
             app.processEvents()
 
         def move(w) -> None:
-            view = canvas.view
-            disp = [d - (viewer.dims.ndim - 3) for d in viewer.dims.displayed]
-            x, y = (view.transform * view.scene.transform).map([w[disp[1]], w[disp[0]]])[:2]
-            ev = QMouseEvent(
-                QEvent.Type.MouseMove,
-                QPointF(x, y),
-                QPointF(x, y),
-                Qt.MouseButton.NoButton,
-                Qt.MouseButton.NoButton,
-                Qt.KeyboardModifier.NoModifier,
-            )
-            QApplication.sendEvent(canvas.native, ev)
+            x, y = canvas_xy(viewer, w)
+            send_mouse(viewer, QEvent.Type.MouseMove, x, y, Qt.MouseButton.NoButton)
 
         def settle(s: float = 0.012) -> None:
             end = time.perf_counter() + s

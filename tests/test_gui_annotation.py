@@ -9,11 +9,11 @@ import json
 
 import numpy as np
 import pytest
-from qtpy.QtCore import QEvent, QPointF, Qt
-from qtpy.QtGui import QMouseEvent
+from qtpy.QtCore import QEvent, Qt
 from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication
 
+from canvas_input import canvas_xy, send_mouse
 from napari_m1._annotate import SHAPES_LAYER_NAME
 from napari_m1._viewer import camera_of
 from napari_m1.cli import main as cli_main
@@ -47,22 +47,10 @@ class Mouse:
         QApplication.processEvents()
 
     def xy(self, ras):
-        w = np.r_[0.0, self.ctl.ras_to_world(ras)]
-        view = self.canvas.view
-        disp = self.viewer.dims.displayed
-        x, y = (view.transform * view.scene.transform).map([w[disp[1]], w[disp[0]]])[:2]
-        return float(x), float(y)
+        return canvas_xy(self.viewer, self.ctl.ras_to_world(ras))
 
     def _send(self, typ, x, y, buttons):
-        ev = QMouseEvent(
-            typ,
-            QPointF(x, y),
-            QPointF(x, y),
-            Qt.MouseButton.LeftButton,
-            buttons,
-            Qt.KeyboardModifier.NoModifier,
-        )
-        QApplication.sendEvent(self.canvas.native, ev)
+        send_mouse(self.viewer, typ, x, y, Qt.MouseButton.LeftButton, buttons)
 
     def click(self, ras):
         x, y = self.xy(ras)

@@ -9,11 +9,11 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
-from qtpy.QtCore import QEvent, QPointF, Qt
-from qtpy.QtGui import QMouseEvent
+from qtpy.QtCore import QEvent, Qt
 from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication, QLabel
 
+from canvas_input import canvas_xy, send_mouse
 from napari_m1._mrsi_view import get_mrsi_view
 from napari_m1._viewer import camera_of, reference_layer
 from napari_m1.geometry import ras_to_world
@@ -68,19 +68,8 @@ class Mouse:
         QApplication.processEvents()
 
     def move(self, ras):
-        w = self.world(ras)[-3:]
-        view = self.canvas.view
-        disp = [d - (self.viewer.dims.ndim - 3) for d in self.viewer.dims.displayed]
-        x, y = (view.transform * view.scene.transform).map([w[disp[1]], w[disp[0]]])[:2]
-        ev = QMouseEvent(
-            QEvent.Type.MouseMove,
-            QPointF(x, y),
-            QPointF(x, y),
-            Qt.MouseButton.NoButton,
-            Qt.MouseButton.NoButton,
-            Qt.KeyboardModifier.NoModifier,
-        )
-        QApplication.sendEvent(self.canvas.native, ev)
+        x, y = canvas_xy(self.viewer, self.world(ras)[-3:])
+        send_mouse(self.viewer, QEvent.Type.MouseMove, x, y, Qt.MouseButton.NoButton)
         QTest.qWait(10)  # napari throttles mouse moves (one per 5 ms)
         QApplication.processEvents()
 
@@ -302,23 +291,9 @@ def test_workstation_mrsi_tab_fits_1920x1080(make_napari_viewer, mrsi_case, qtbo
 
 def _click(mouse, ras):
     """A real left click (press + release) on the canvas at a RAS point."""
-    w = mouse.world(ras)[-3:]
-    view = mouse.canvas.view
-    disp = [d - (mouse.viewer.dims.ndim - 3) for d in mouse.viewer.dims.displayed]
-    x, y = (view.transform * view.scene.transform).map([w[disp[1]], w[disp[0]]])[:2]
-    for typ, buttons in (
-        (QEvent.Type.MouseButtonPress, Qt.MouseButton.LeftButton),
-        (QEvent.Type.MouseButtonRelease, Qt.MouseButton.NoButton),
-    ):
-        ev = QMouseEvent(
-            typ,
-            QPointF(x, y),
-            QPointF(x, y),
-            Qt.MouseButton.LeftButton,
-            buttons,
-            Qt.KeyboardModifier.NoModifier,
-        )
-        QApplication.sendEvent(mouse.canvas.native, ev)
+    x, y = canvas_xy(mouse.viewer, mouse.world(ras)[-3:])
+    send_mouse(mouse.viewer, QEvent.Type.MouseButtonPress, x, y)
+    send_mouse(mouse.viewer, QEvent.Type.MouseButtonRelease, x, y)
     QApplication.processEvents()
 
 

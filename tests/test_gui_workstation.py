@@ -8,10 +8,11 @@ import json
 
 import numpy as np
 import pytest
-from qtpy.QtCore import QEvent, QPoint, QPointF, Qt
-from qtpy.QtGui import QKeyEvent, QMouseEvent
+from qtpy.QtCore import QEvent, QPoint, Qt
+from qtpy.QtGui import QKeyEvent
 from qtpy.QtWidgets import QApplication
 
+from canvas_input import canvas_xy, send_mouse
 from napari_m1._qt.measurement_widget import fmt_number, set_numbers_hidden
 from napari_m1._reading import get_reading_tools
 from napari_m1._viewer import camera_of, reference_layer
@@ -45,20 +46,14 @@ class User:
 
     def xy(self, world3):
         """Canvas pixel (integer, as a real mouse) of a 3D world point on the shown slice."""
-        w = np.r_[[0.0] * (self.viewer.dims.ndim - 3), world3]
-        view = self.canvas.view
-        disp = self.viewer.dims.displayed
-        x, y = (view.transform * view.scene.transform).map([w[disp[1]], w[disp[0]]])[:2]
-        return round(float(x)), round(float(y))
+        x, y = canvas_xy(self.viewer, world3)
+        return round(x), round(y)
 
     def ras_xy(self, ras):
         return self.xy(self.ctl.ras_to_world(ras))
 
     def _send(self, typ, x, y, button, buttons):
-        ev = QMouseEvent(
-            typ, QPointF(x, y), QPointF(x, y), button, buttons, Qt.KeyboardModifier.NoModifier
-        )
-        QApplication.sendEvent(self.canvas.native, ev)
+        send_mouse(self.viewer, typ, x, y, button, buttons)
 
     def move(self, x, y):
         self._send(QEvent.Type.MouseMove, x, y, Qt.MouseButton.NoButton, Qt.MouseButton.NoButton)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._common import CancelFn, ProgressFn, check_cancel
-from ._fourier import _fft_workers, crop, pad, pad_shape, sphere_kernel_ft
+from ._fourier import _fft_workers, crop, kernel_filter, pad, pad_shape, sphere_kernel_ft
 from ._solvers import conjugate_gradient
 
 __all__ = ["eroded_mask", "resharp", "vsharp", "vsharp_radii"]
@@ -191,7 +191,6 @@ def resharp(
     info : dict
         ``radius_mm``, ``lambda``, ``iterations``, ``relative_residual``, ``padded_shape``.
     """
-    from scipy.fft import irfftn, rfftn
 
     shape = total_field_ppm.shape
     ps = tuple(padded_shape) if padded_shape is not None else pad_shape(shape, mask)
@@ -204,9 +203,7 @@ def resharp(
     m_pad = pad(eroded, ps).astype(bool)
 
     def c(x: np.ndarray) -> np.ndarray:
-        spec = rfftn(x, workers=w)
-        spec *= one_minus_s
-        return irfftn(spec, s=ps, workers=w).astype(np.float32, copy=False)
+        return kernel_filter(x, one_minus_s, w)
 
     def cmc(x: np.ndarray) -> np.ndarray:
         y = c(x)

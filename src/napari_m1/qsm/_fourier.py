@@ -89,6 +89,17 @@ def crop(a: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return a[tuple(slice(0, n) for n in shape)]
 
 
+def kernel_filter(x: np.ndarray, kernel: np.ndarray, workers: int) -> np.ndarray:
+    """``x`` (float32, the padded FFT grid) convolved with a real k-space ``kernel`` given
+    on the ``rfftn`` half grid of ``x.shape`` (a dipole or ``1 - SMV`` kernel); float32,
+    same shape. One FFT pair; the spectrum is filtered in place."""
+    from scipy.fft import irfftn, rfftn
+
+    spec = rfftn(x, workers=workers)
+    spec *= kernel
+    return irfftn(spec, s=x.shape, workers=workers).astype(np.float32, copy=False)
+
+
 def _freqs(shape: Sequence[int], voxel_size_mm: Sequence[float]) -> list[np.ndarray]:
     """Spatial frequencies (cycles/mm) on the ``rfftn`` grid, broadcastable per axis."""
     ks = []

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._common import CancelFn, ProgressFn, check_cancel
-from ._fourier import _fft_workers, crop, dipole_kernel, pad, pad_shape
+from ._fourier import _fft_workers, crop, dipole_kernel, kernel_filter, pad, pad_shape
 from ._solvers import conjugate_gradient
 
 __all__ = ["pdf"]
@@ -63,7 +63,6 @@ def pdf(
     info : dict
         ``iterations``, ``relative_residual``, ``padded_shape``.
     """
-    from scipy.fft import irfftn, rfftn
 
     shape = total_field_ppm.shape
     ps = tuple(padded_shape) if padded_shape is not None else pad_shape(shape, mask, b0_dir)
@@ -80,9 +79,7 @@ def pdf(
         w2 = pad(wt * wt, ps)
 
     def dconv(x: np.ndarray) -> np.ndarray:
-        spec = rfftn(x, workers=w)
-        spec *= d
-        return irfftn(spec, s=ps, workers=w).astype(np.float32, copy=False)
+        return kernel_filter(x, d, w)
 
     def ata(p: np.ndarray) -> np.ndarray:
         # A = M D Mbar, A^T W^2 A; p is zero inside the mask
